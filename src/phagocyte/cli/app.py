@@ -1,0 +1,243 @@
+"""The ``phago`` command: a thin Typer + Rich layer over the library (no logic of its own)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from phagocyte import __version__
+from phagocyte.config import Settings, load_settings
+from phagocyte.errors import PhagocyteError
+from phagocyte.ingest.pipeline import EXIT_ERROR, IngestReport
+from phagocyte.ingest.pipeline import Progress as IngestProgress
+from phagocyte.ingest.pipeline import ingest as run_ingest
+from phagocyte.store.parquet import ParquetStore
+
+app = typer.Typer(
+    name="phago",
+    help="Phagocyte: ingest security logs and alerts, detect, triage and explain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="PHAGO_HOME", help="Data folder (default ./.phago)."),
+]
+
+
+def _settings(home: Path | None) -> Settings:
+    return load_settings(home)
+
+
+def _fail(exc: PhagocyteError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(EXIT_ERROR)
+
+
+def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None) -> IngestReport:
+    with ParquetStore(settings.store_dir, writable=True) as store:
+        columns = (
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.fields[files]} files"),
+            TextColumn("{task.fields[events]:,} events"),
+            TextColumn("{task.fields[rate]:,.0f} ev/s"),
+            TextColumn("{task.fields[skipped]:,} skipped"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[current]}"),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("ingest", total=None, files=0, events=0, rate=0.0, skipped=0, current="")
+
+            def update(p: IngestProgress) -> None:
+                cur = p.current if len(p.current) < 60 else "…" + p.current[-59:]
+                bar.update(task, files=p.sources_done, events=p.events, rate=p.rate,
+                           skipped=p.skipped, current=cur)
+
+            report = run_ingest([str(p) for p in paths], store, settings, format=fmt, on_progress=update)
+            bar.update(task, description="done", current="")
+    return report
+
+
+def _print_report(report: IngestReport) -> None:
+    d = report.to_dict()
+    t = Table(title="Ingest summary", show_header=False)
+    t.add_row("sources", str(d["sources"]))
+    t.add_row("ingested", str(d["ingested"]))
+    t.add_row("already in store (skipped)", str(d["duplicates"]))
+    t.add_row("unrecognised / failed", f"{d['unrecognised']} / {d['failed']}")
+    t.add_row("events stored", f"{d['events']:,}")
+    t.add_row("records quarantined", f"{d['quarantined']:,}")
+    rate = d["events"] / d["seconds"] if d["seconds"] else 0
+    t.add_row("time", f"{d['seconds']:.2f} s ({rate:,.0f} events/s)")
+    for reader, n in sorted(d["by_reader"].items()):
+        t.add_row(f"  via {reader}", f"{n:,}")
+    console.print(t)
+    problems = [r for r in report.results if r.status in ("failed", "unrecognised") or r.quarantined]
+    if problems:
+        pt = Table(title="Problems (details: phago query \"select * from quarantine\")")
+        pt.add_column("source", overflow="fold")
+        pt.add_column("status")
+        pt.add_column("quarantined", justify="right")
+        pt.add_column("reason", overflow="fold")
+        for r in problems[:30]:
+            pt.add_row(r.path, r.status, str(r.quarantined), r.reason or "")
+        if len(problems) > 30:
+            pt.add_row(f"... and {len(problems) - 30} more", "", "", "")
+        console.print(pt)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (archives are opened).")],
+    home: HomeOpt = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader (see `phago formats`).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Read logs and alerts into the store: EVTX, Windows JSON, Suricata EVE, Zeek, Wazuh, syslog, CEF,
+    LEEF, JSON lines, AIT-ADS CSV. Bad records are quarantined; the same file twice adds nothing.
+
+    Exit status: 0 all stored, 3 some records or sources quarantined, 1 error."""
+    settings = _settings(home)
+    try:
+        report = _ingest_with_progress(paths, settings, format)
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+    except KeyError as exc:
+        console.print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(2) from exc
+    _print_report(report)
+    if json_out:
+        out.print_json(json.dumps(report.to_dict(), default=str))
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to analyse.")],
+    home: HomeOpt = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
+) -> None:
+    """The main job: ingest, then report. (Detection and triage join as they land.)
+
+    Writes a JSON and a Markdown report under $PHAGO_HOME/reports and prints where."""
+    settings = _settings(home)
+    try:
+        report = _ingest_with_progress(paths, settings, format)
+        with ParquetStore(settings.store_dir) as store:
+            stats = store.stats()
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+    _print_report(report)
+    from phagocyte.report import write_run_report
+
+    paths_out = write_run_report(settings, report, stats)
+    _print_stats(stats)
+    console.print(f"Report: [bold]{paths_out['markdown']}[/bold] (and {paths_out['json'].name})")
+    raise typer.Exit(report.exit_code)
+
+
+def _print_stats(stats: Any) -> None:
+    t = Table(title=f"Store: {stats.events:,} events from {stats.sources} sources")
+    t.add_column("dataset")
+    t.add_column("events", justify="right")
+    t.add_column("first")
+    t.add_column("last")
+    for ds, n, first, last in stats.by_dataset:
+        t.add_row(ds, f"{n:,}", str(first)[:19] if first else "-", str(last)[:19] if last else "-")
+    out.print(t)
+
+
+@app.command()
+def stats(home: HomeOpt = None) -> None:
+    """What the store holds: events per dataset, time range, sources, quarantine, size."""
+    settings = _settings(home)
+    if not settings.store_dir.exists():
+        console.print(f"no store at {settings.store_dir} yet: run `phago ingest PATH` first")
+        raise typer.Exit(0)
+    with ParquetStore(settings.store_dir) as store:
+        s = store.stats()
+    _print_stats(s)
+    out.print(f"quarantined records: {s.quarantined:,}   on disk: {s.bytes_on_disk / 1e6:,.1f} MB")
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list | dict):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help='Read-only SQL, e.g. \'select "host.name", count(*) from events group by 1\'.')],
+    home: HomeOpt = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, json (lines) or csv.")] = "table",
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,
+) -> None:
+    """Run one read-only SQL query over the views: events, quarantine, sources (and alerts, later).
+
+    Field names hold dots: quote them ("host.name")."""
+    settings = _settings(home)
+    if format not in ("table", "json", "csv"):
+        console.print("[red]error:[/red] --format must be table, json or csv")
+        raise typer.Exit(2)
+    try:
+        with ParquetStore(settings.store_dir) as store:
+            result: pa.Table = store.query(sql)
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+    rows = result.to_pylist()
+    if format == "json":
+        for r in rows:
+            sys.stdout.write(json.dumps(r, default=str, ensure_ascii=False) + "\n")
+    elif format == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(result.column_names)
+        for r in rows:
+            w.writerow([_cell(v) for v in r.values()])
+        sys.stdout.write(buf.getvalue())
+    else:
+        t = Table(*result.column_names, caption=f"{len(rows)} rows")
+        for r in rows[:limit]:
+            t.add_row(*[_cell(v)[:200] for v in r.values()])
+        out.print(t)
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats Phagocyte recognises (readers pick themselves by content)."""
+    from phagocyte.ingest.reader import REGISTRY, get_reader
+
+    get_reader("evtx")  # imports and registers every reader
+    t = Table("name", "reads")
+    for name, cls in sorted(REGISTRY.items()):
+        t.add_row(name, cls.description)
+    out.print(t)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"phagocyte {__version__}")
+
+
+def main() -> None:
+    app()
+

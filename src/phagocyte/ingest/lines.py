@@ -1,0 +1,155 @@
+"""Splitting a byte stream into numbered text lines, bounded in length, whatever the encoding.
+
+Text readers (JSON lines, syslog, CEF, Zeek, CSV) all need the same care: physical line numbers
+that match what an analyst sees in an editor (so that an alert can cite ``file:line``), a UTF-8 or
+UTF-16 byte-order mark honoured, a line that is not UTF-8 still kept (decoded as Latin-1 and
+counted as a warning), and a line longer than ``Limits.max_record_bytes`` quarantined without ever
+being held in memory whole.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
+
+__all__ = ["LineBlock", "iter_line_blocks", "decode_line"]
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class LineBlock:
+    """Consecutive non-empty lines: text, 1-based physical line number, byte offset."""
+
+    lines: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def decode_line(raw: bytes, ctx: ReadContext) -> str:
+    """UTF-8, or Latin-1 for a line that is not (kept, and counted as a warning)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        ctx.warn("lines not UTF-8, decoded as Latin-1")
+        return raw.decode("latin-1")
+
+
+class _Utf16ToUtf8:
+    """Wrap a UTF-16 stream (after its BOM) so that it reads as UTF-8 bytes."""
+
+    def __init__(self, inner: BinaryIO, encoding: str) -> None:
+        self._inner = inner
+        self._dec = codecs.getincrementaldecoder(encoding)(errors="replace")
+
+    def read(self, n: int) -> bytes:
+        while True:
+            data = self._inner.read(n)
+            text = self._dec.decode(data, final=not data)
+            if text or not data:
+                return text.encode("utf-8")
+
+
+def _with_encoding(stream: BinaryIO, ctx: ReadContext) -> tuple[object, int]:
+    """Detect a byte-order mark; return a UTF-8 byte reader and the BOM length skipped."""
+    first = stream.read(4)
+    if first.startswith(codecs.BOM_UTF8):
+        return _Prepend(first[3:], stream), 3
+    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if first.startswith(bom):
+            ctx.warn(f"source transcoded from {enc}; offsets count UTF-8 bytes")
+            return _Utf16ToUtf8(_Prepend(first[2:], stream), enc), 2  # type: ignore[arg-type]
+    return _Prepend(first, stream), 0
+
+
+class _Prepend:
+    def __init__(self, prefix: bytes, inner: BinaryIO) -> None:
+        self._prefix = prefix
+        self._inner = inner
+
+    def read(self, n: int) -> bytes:
+        if self._prefix:
+            out, self._prefix = self._prefix, b""
+            return out
+        return self._inner.read(n)
+
+
+def iter_line_blocks(
+    ctx: ReadContext,
+    stream: BinaryIO | None = None,
+    *,
+    block_rows: int | None = None,
+    start_line: int = 1,
+) -> Iterator[LineBlock]:
+    """Yield blocks of at most `block_rows` non-empty lines from the source (or `stream`)."""
+    rows = block_rows or ctx.limits.batch_rows
+    max_len = ctx.limits.max_record_bytes
+    own = stream is None
+    raw_stream = ctx.source.open() if stream is None else stream
+    try:
+        reader, offset = _with_encoding(raw_stream, ctx)
+        line_no = start_line
+        buf = b""
+        buf_off = offset  # byte offset of buf[0]
+        # A line over the limit is skipped chunk by chunk: (line, offset, excerpt, bytes so far).
+        overlong: tuple[int, int, bytes, int] | None = None
+        block = LineBlock()
+        while True:
+            chunk = reader.read(_CHUNK)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            if overlong is not None:
+                ln, off, excerpt, seen = overlong
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    overlong = (ln, off, excerpt, seen + len(chunk))
+                    continue
+                ctx.bad(f"line longer than {max_len} bytes ({seen + nl} bytes)", line=ln,
+                        offset=off, raw=excerpt)
+                overlong = None
+                line_no += 1
+                buf_off = off + seen + nl + 1
+                buf = chunk[nl + 1 :]
+            else:
+                buf += chunk
+            parts = buf.split(b"\n")
+            buf = parts.pop()
+            for part in parts:
+                n = len(part)
+                if n > max_len:
+                    ctx.bad(f"line longer than {max_len} bytes ({n} bytes)", line=line_no,
+                            offset=buf_off, raw=part[:EXCERPT_BYTES])
+                elif part.strip():
+                    text = decode_line(part[:-1] if part.endswith(b"\r") else part, ctx)
+                    block.lines.append(text)
+                    block.numbers.append(line_no)
+                    block.offsets.append(buf_off)
+                    if len(block.lines) >= rows:
+                        yield block
+                        block = LineBlock()
+                line_no += 1
+                buf_off += n + 1
+            if len(buf) > max_len:
+                overlong = (line_no, buf_off, buf[:EXCERPT_BYTES], len(buf))
+                buf = b""
+        if overlong is not None:
+            ln, off, excerpt, seen = overlong
+            ctx.bad(f"line longer than {max_len} bytes ({seen} bytes, source ends inside it)",
+                    line=ln, offset=off, raw=excerpt)
+        elif buf.strip():
+            block.lines.append(decode_line(buf[:-1] if buf.endswith(b"\r") else buf, ctx))
+            block.numbers.append(line_no)
+            block.offsets.append(buf_off)
+        if block.lines:
+            yield block
+    finally:
+        if own:
+            raw_stream.close()
+

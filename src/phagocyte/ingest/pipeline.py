@@ -1,0 +1,373 @@
+"""Ingest: paths -> sources -> reader -> event-schema batches -> store.
+
+Sources are written in *store batches*: one transaction holds one big source or many small ones,
+and JSON records of many sources are mapped together (``JsonRecords``), because both a DuckDB
+mapping query and a committed Parquet file have a fixed cost that would dominate a folder of
+small files. A batch commits whole or not at all.
+
+Nothing here crashes the run on bad input: a bad record is quarantined by its reader, a source
+that cannot be read at all (unknown format, corrupt archive, over a limit, a parser failure) is
+recorded with its reason and the run goes on. The report says what happened; ``exit_code`` tells
+scripts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from phagocyte.config import Settings
+from phagocyte.errors import InputError
+from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords
+from phagocyte.ingest.reader import ReadContext, Reader, choose, get_reader
+from phagocyte.ingest.source import Source, SourceFailure, iter_sources
+from phagocyte.schema import conform
+from phagocyte.store.base import IngestTransaction, SourceRecord, Store
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "IngestReport", "Progress", "SourceResult", "ingest"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+"""Exit status when everything readable was stored but some records or sources were not."""
+
+BATCH_SOURCES = 2000
+"""Most sources in one store batch (bounds the manifest and what a crash rolls back)."""
+
+
+@dataclass
+class SourceResult:
+    path: str
+    status: str
+    """``ingested``, ``duplicate`` (committed before, skipped), ``failed`` or ``unrecognised``."""
+    reader: str | None = None
+    events: int = 0
+    quarantined: int = 0
+    reason: str | None = None
+    warnings: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    results: list[SourceResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.results)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(r.quarantined for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        if self.quarantined or self.count("failed") or self.count("unrecognised"):
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+    def by_reader(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            if r.reader and r.status == "ingested":
+                out[r.reader] = out.get(r.reader, 0) + r.events
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sources": len(self.results),
+            "ingested": self.count("ingested"),
+            "duplicates": self.count("duplicate"),
+            "failed": self.count("failed"),
+            "unrecognised": self.count("unrecognised"),
+            "events": self.events,
+            "quarantined": self.quarantined,
+            "seconds": round(self.seconds, 3),
+            "by_reader": self.by_reader(),
+            "problems": [r.__dict__ for r in self.results
+                         if r.status in ("failed", "unrecognised") or r.quarantined],
+        }
+
+
+@dataclass
+class Progress:
+    """What the pipeline tells its caller after every batch and every source."""
+
+    sources_done: int = 0
+    events: int = 0
+    skipped: int = 0
+    """Records quarantined plus sources not read."""
+    current: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.started
+        return self.events / dt if dt > 0 else 0.0
+
+
+@dataclass
+class _Open:
+    """A source read into the current store batch, not yet committed."""
+
+    source: Source
+    reader: str
+    ctx: ReadContext
+    result: SourceResult
+    ordinal: int = 0
+    """Records seen so far (mapped or not): the position part of ``event.id``."""
+    failed: bool = False
+
+
+@dataclass
+class _Pool:
+    """JSON records waiting to be mapped, from one or many sources, for one mapping."""
+
+    raws: list[str] = field(default_factory=list)
+    lines: list[int | None] = field(default_factory=list)
+    offsets: list[int | None] = field(default_factory=list)
+    owner: list[int] = field(default_factory=list)
+    ordinal: list[int] = field(default_factory=list)
+
+
+class _Batch:
+    """One store transaction: the sources in it, and the JSON pools still to be mapped."""
+
+    def __init__(self, pipeline: _Pipeline) -> None:
+        self.p = pipeline
+        self.txn: IngestTransaction = pipeline.store.begin(uuid.uuid4().hex[:20])
+        self.open: list[_Open] = []
+        self.pools: dict[int, tuple[JsonMapping, _Pool]] = {}
+        self.rows = 0
+
+    def add_table(self, idx: int, table: pa.Table) -> None:
+        o = self.open[idx]
+        n = table.num_rows
+        if not n:
+            return
+        ords = pa.array(range(o.ordinal, o.ordinal + n), pa.int64())
+        o.ordinal += n
+        self._store(table, [idx] * n, ords)
+
+    def add_json(self, idx: int, recs: JsonRecords) -> None:
+        o = self.open[idx]
+        mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
+        n = len(recs)
+        pool.raws.extend(recs.raws)
+        pool.lines.extend(recs.lines)
+        pool.offsets.extend(recs.offsets)
+        pool.owner.extend([idx] * n)
+        pool.ordinal.extend(range(o.ordinal, o.ordinal + n))
+        o.ordinal += n
+        if len(pool.raws) >= self.p.settings.limits.batch_rows:
+            self.flush_pool(id(recs.mapping))
+
+    def flush_pool(self, key: int) -> None:
+        mapping, pool = self.pools.pop(key)
+        if not pool.raws:
+            return
+        table, bad = mapping.apply(self.p.con, pool.raws, pool.lines, pool.offsets)
+        bad_idx = set()
+        for i, reason in bad:
+            bad_idx.add(i)
+            self.open[pool.owner[i]].ctx.bad(reason, line=pool.lines[i], offset=pool.offsets[i],
+                                             raw=pool.raws[i])
+        keep = [i for i in range(len(pool.raws)) if i not in bad_idx] if bad_idx else range(len(pool.raws))
+        owners = [pool.owner[i] for i in keep]
+        ords = pa.array([pool.ordinal[i] for i in keep], pa.int64())
+        self._store(table, owners, ords)
+        self.drain_bad()
+
+    def flush_all(self) -> None:
+        for key in list(self.pools):
+            self.flush_pool(key)
+
+    def _store(self, table: pa.Table, owners: list[int], ords: pa.Array) -> None:
+        n = table.num_rows
+        if not n:
+            return
+        table = conform(_provenance(table, [self.open[i].source for i in owners], ords))
+        self.txn.write(table)
+        for i in owners:
+            self.open[i].result.events += 1
+        self.rows += n
+        self.p.progress.events += n
+        if self.p.on_table:
+            self.p.on_table(table)
+
+    def drain_bad(self) -> None:
+        for o in self.open:
+            bad = o.ctx.drain_bad()
+            if bad:
+                self.txn.quarantine([{"source_id": o.source.id, "path": o.source.path, **b.to_dict()}
+                                     for b in bad])
+                self.p.progress.skipped += len(bad)
+
+    def commit(self) -> None:
+        self.flush_all()
+        self.drain_bad()
+        records = []
+        for o in self.open:
+            if o.failed:
+                continue
+            o.result.quarantined = o.ctx.bad_count
+            o.result.warnings = dict(o.ctx.warnings)
+            records.append(SourceRecord(
+                id=o.source.id, path=o.source.path, reader=o.reader, table="events",
+                events=o.result.events, quarantined=o.ctx.bad_count, started=self.p.started,
+                committed="", warnings=dict(o.ctx.warnings),
+            ))
+        self.txn.commit(records)
+        for o in self.open:
+            if not o.failed:
+                o.result.status = "ingested"
+
+
+def _provenance(table: pa.Table, sources: list[Source], ords: pa.Array) -> pa.Table:
+    """Add log.file.path, event.ingested and the deterministic event.id to mapped rows."""
+    n = table.num_rows
+    cols = {name: table.column(name) for name in table.column_names}
+    cols["log.file.path"] = pa.array([s.path for s in sources], pa.string())
+    cols["event.ingested"] = pa.array([_NOW()] * n, pa.timestamp("us", tz="UTC"))
+    prefix = pa.array([s.id[:16] for s in sources], pa.string())
+    by_ord = pc.binary_join_element_wise(prefix, pc.cast(ords, pa.string()), "#")
+    line = cols.get("log.file.line")
+    if line is not None:
+        by_line = pc.binary_join_element_wise(prefix, pc.cast(line, pa.string()), ":")
+        cols["event.id"] = pc.if_else(pc.is_valid(line), by_line, by_ord)
+    else:
+        cols["event.id"] = by_ord
+    return pa.table(cols)
+
+
+def _NOW() -> datetime:  # noqa: N802 - one clock for the whole run, patchable in tests
+    return datetime.now(UTC)
+
+
+class _Pipeline:
+    def __init__(self, store: Store, settings: Settings, forced: Reader | None,
+                 on_progress: Callable[[Progress], None] | None,
+                 on_table: Callable[[pa.Table], None] | None) -> None:
+        self.store = store
+        self.settings = settings
+        self.forced = forced
+        self.on_progress = on_progress
+        self.on_table = on_table
+        self.progress = Progress()
+        self.report = IngestReport()
+        self.started = datetime.now(UTC).isoformat()
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone='UTC'")
+        self.con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
+        self.batch: _Batch | None = None
+        self.seen: set[str] = set()
+
+    def _tick(self) -> None:
+        if self.on_progress:
+            self.on_progress(self.progress)
+
+    def run(self, paths: list[str | os.PathLike[str]]) -> IngestReport:
+        t0 = time.perf_counter()
+        try:
+            for item in iter_sources(paths, self.settings.limits):
+                if isinstance(item, SourceFailure):
+                    self._failed(_failure_key(item.path), SourceResult(item.path, "failed", reason=item.reason))
+                else:
+                    self.progress.current = item.path
+                    try:
+                        self._one(item)
+                    finally:
+                        item.cleanup()
+                self.progress.sources_done += 1
+                self._tick()
+            if self.batch is not None:
+                self.batch.commit()
+                self.batch = None
+        except BaseException:
+            if self.batch is not None:
+                self.batch.txn.abort()
+            raise
+        finally:
+            self.con.close()
+            self.report.seconds = time.perf_counter() - t0
+        return self.report
+
+    def _failed(self, key: str, res: SourceResult) -> None:
+        self.store.record_failure(key, res.path, res.reason or "")
+        self.report.results.append(res)
+        self.progress.skipped += 1
+
+    def _one(self, source: Source) -> None:
+        if source.id in self.seen or self.store.has_source(source.id):
+            self.report.results.append(SourceResult(source.path, "duplicate"))
+            return
+        reader = self.forced or choose(source)[0]
+        if reader is None:
+            reason = f"no reader recognises this content (starts with {source.head[:32]!r})"
+            self._failed(source.id, SourceResult(source.path, "unrecognised", reason=reason))
+            return
+        if self.batch is None:
+            self.batch = _Batch(self)
+        batch = self.batch
+        res = SourceResult(source.path, "reading", reader.name)
+        batch.open.append(_Open(source, reader.name, ReadContext(source, self.settings.limits), res))
+        idx = len(batch.open) - 1
+        o = batch.open[idx]
+        try:
+            for item in reader.read(o.ctx):
+                if isinstance(item, JsonRecords):
+                    batch.add_json(idx, item)
+                else:
+                    batch.add_table(idx, item)
+                batch.drain_bad()
+                self._tick()
+        except Exception as exc:  # process edge: one source's failure must not end the run
+            reason = str(exc) if isinstance(exc, InputError) else \
+                f"{reader.name} reader failed: {type(exc).__name__}: {exc}"
+            if o.ordinal == 0:  # nothing read: the whole source failed
+                o.failed = True
+                batch.drain_bad()
+                self._failed(source.id, SourceResult(source.path, "failed", reader.name, reason=reason))
+                return
+            # Records read so far are kept; the rest of the source is quarantined as one record.
+            o.ctx.bad(f"reading stopped after {o.ordinal} records: {reason}")
+            batch.drain_bad()
+        self.seen.add(source.id)
+        self.report.results.append(res)
+        if batch.rows >= self.settings.limits.batch_rows or len(batch.open) >= BATCH_SOURCES:
+            batch.commit()
+            self.batch = None
+
+
+def _failure_key(path: str) -> str:
+    return "path-" + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+def ingest(
+    paths: list[str | os.PathLike[str]],
+    store: Store,
+    settings: Settings,
+    *,
+    format: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_table: Callable[[pa.Table], None] | None = None,
+) -> IngestReport:
+    """Ingest every source under `paths` into `store`; never raises for bad input.
+
+    `on_table` sees every stored batch (detection streams on it once it lands).
+    """
+    forced = get_reader(format) if format else None
+    return _Pipeline(store, settings, forced, on_progress, on_table).run(paths)

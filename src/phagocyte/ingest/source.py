@@ -1,0 +1,314 @@
+"""Sources: what the user named on the command line, opened as byte streams.
+
+A path expands to sources: a folder to its files, a ``.gz`` to its content, a ``.zip`` or
+``.tar[.gz]`` to one source per member (archives nested up to ``Limits.max_archive_depth``).
+Archives are recognised by their magic bytes, not their names. Every decompressed stream counts
+its bytes against the limits, so a bomb stops with ``LimitExceeded`` instead of filling the disk.
+
+A source's ``id`` is the SHA-256 of its content (of the outer file plus the member name for
+archive members): it is the key that makes ingest idempotent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from phagocyte.config import Limits
+from phagocyte.errors import InputError, LimitExceeded
+
+__all__ = ["Source", "SourceFailure", "iter_sources", "HEAD_BYTES"]
+
+HEAD_BYTES = 64 * 1024
+"""How much of a source the readers see when sniffing its format."""
+
+_GZIP = b"\x1f\x8b"
+_ZIP = b"PK\x03\x04"
+_ZIP_EMPTY = b"PK\x05\x06"
+
+
+def _is_tar(head: bytes) -> bool:
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+@dataclass
+class _Budget:
+    """Decompressed bytes shared by every stream of one outer file."""
+
+    compressed: int
+    limits: Limits
+    used: int = 0
+
+    def add(self, n: int, what: str) -> None:
+        self.used += n
+        lim = self.limits
+        if self.used > lim.max_decompressed_bytes:
+            raise LimitExceeded(
+                f"{what}: decompressed size over {lim.max_decompressed_bytes} bytes"
+            )
+        if self.used > lim.ratio_grace_bytes and self.used > lim.max_ratio * max(self.compressed, 1):
+            raise LimitExceeded(
+                f"{what}: decompression ratio over {lim.max_ratio:g}:1 "
+                f"({self.used} bytes from {self.compressed})"
+            )
+
+
+class _Counted(io.RawIOBase):
+    """A read-only stream that charges every byte it yields to a budget."""
+
+    def __init__(self, inner: BinaryIO, budget: _Budget, what: str) -> None:
+        self._inner = inner
+        self._budget = budget
+        self._what = what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(b))
+        n = len(data)
+        if n:
+            self._budget.add(n, self._what)
+            b[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def _counted(inner: BinaryIO, budget: _Budget, what: str) -> BinaryIO:
+    return io.BufferedReader(_Counted(inner, budget, what), buffer_size=1024 * 1024)  # type: ignore[return-value]
+
+
+@dataclass
+class Source:
+    """One logical input: a plain file or one member of an archive, already decompressed."""
+
+    path: str
+    """Display path, stored as ``log.file.path``: ``a/b.zip!inner/file.json`` for members."""
+    id: str
+    """SHA-256 hex: the idempotency key."""
+    opener: Callable[[], BinaryIO]
+    """Returns a fresh stream over the decompressed content each call."""
+    size: int | None = None
+    """Decompressed size, when known without reading."""
+    local_path: Path | None = None
+    """A plain file on disk holding exactly this content (readers that need a path use it)."""
+    head: bytes = b""
+    _spill: list[Path] = field(default_factory=list, repr=False)
+
+    def open(self) -> BinaryIO:
+        return self.opener()
+
+    def materialise(self, limits: Limits) -> Path:
+        """A real file with this content (for parsers that need a path and seeking)."""
+        if self.local_path is not None:
+            return self.local_path
+        fd, name = tempfile.mkstemp(prefix="phago-src-")
+        with os.fdopen(fd, "wb") as out, self.open() as src:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+        self.local_path = Path(name)
+        self._spill.append(self.local_path)
+        return self.local_path
+
+    def cleanup(self) -> None:
+        for p in self._spill:
+            p.unlink(missing_ok=True)
+        self._spill.clear()
+
+
+@dataclass
+class SourceFailure:
+    """A path that could not be expanded into sources (unreadable, corrupt archive, bomb)."""
+
+    path: str
+    reason: str
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _member_id(outer_id: str, member: str) -> str:
+    return hashlib.sha256(f"{outer_id}!{member}".encode()).hexdigest()
+
+
+def _read_head(opener: Callable[[], BinaryIO]) -> bytes:
+    with opener() as f:
+        return f.read(HEAD_BYTES)
+
+
+def iter_files(paths: list[str | os.PathLike[str]]) -> Iterator[Path | SourceFailure]:
+    """Files named or inside the folders named, in a stable order."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".phago"))
+                for name in sorted(files):
+                    yield Path(root) / name
+        elif p.is_file():
+            yield p
+        elif p.exists():
+            yield SourceFailure(str(p), "not a regular file")
+        else:
+            yield SourceFailure(str(p), "no such file or folder")
+
+
+def iter_sources(
+    paths: list[str | os.PathLike[str]], limits: Limits
+) -> Iterator[Source | SourceFailure]:
+    """Expand paths into sources. A failure of one path is yielded, never raised."""
+    for item in iter_files(paths):
+        if isinstance(item, SourceFailure):
+            yield item
+            continue
+        try:
+            file_id = _sha256_file(item)
+            size = item.stat().st_size
+        except OSError as exc:
+            yield SourceFailure(str(item), f"cannot read: {exc.strerror or exc}")
+            continue
+        budget = _Budget(compressed=size, limits=limits)
+
+        def opener(p: Path = item) -> BinaryIO:
+            return p.open("rb")
+
+        with ExitStack() as stack:
+            try:
+                yield from _expand(str(item), file_id, opener, size, item, budget, limits, 0, stack)
+            except LimitExceeded as exc:
+                yield SourceFailure(str(item), str(exc))
+            except (InputError, OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile) as exc:
+                yield SourceFailure(str(item), f"cannot expand: {exc}")
+
+
+def _expand(
+    display: str,
+    sid: str,
+    opener: Callable[[], BinaryIO],
+    size: int | None,
+    local: Path | None,
+    budget: _Budget,
+    limits: Limits,
+    depth: int,
+    stack: ExitStack,
+) -> Iterator[Source | SourceFailure]:
+    head = _read_head(opener)
+    if head.startswith(_GZIP) or head.startswith(_ZIP) or head.startswith(_ZIP_EMPTY) or _is_tar(head):
+        if depth >= limits.max_archive_depth:
+            yield SourceFailure(display, f"archive nested deeper than {limits.max_archive_depth}")
+            return
+    if head.startswith(_GZIP):
+        def gz_opener(o: Callable[[], BinaryIO] = opener) -> BinaryIO:
+            return _counted(gzip.GzipFile(fileobj=o(), mode="rb"), budget, display)  # type: ignore[arg-type]
+
+        inner_head = _read_head(gz_opener)
+        if _is_tar(inner_head):
+            yield from _expand_tar(display, sid, opener, budget, limits, depth, stack)
+            return
+        name = display[:-3] if display.endswith(".gz") else display
+        yield from _expand(name, _member_id(sid, "gunzip"), gz_opener, None, None, budget, limits, depth + 1, stack)
+        return
+    if head.startswith(_ZIP) or head.startswith(_ZIP_EMPTY):
+        yield from _expand_zip(display, sid, opener, local, budget, limits, depth, stack)
+        return
+    if _is_tar(head):
+        yield from _expand_tar(display, sid, opener, budget, limits, depth, stack)
+        return
+    yield Source(path=display, id=sid, opener=opener, size=size, local_path=local, head=head)
+
+
+def _seekable(opener: Callable[[], BinaryIO], local: Path | None, stack: ExitStack) -> BinaryIO:
+    """A seekable handle on the content (archives need one); spools to a temp file if needed."""
+    if local is not None:
+        return stack.enter_context(local.open("rb"))
+    spool = stack.enter_context(tempfile.TemporaryFile(prefix="phago-arch-"))
+    with opener() as src:
+        shutil.copyfileobj(src, spool, 1024 * 1024)
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
+
+
+def _expand_zip(
+    display: str, sid: str, opener: Callable[[], BinaryIO], local: Path | None,
+    budget: _Budget, limits: Limits, depth: int, stack: ExitStack,
+) -> Iterator[Source | SourceFailure]:
+    zf = stack.enter_context(zipfile.ZipFile(_seekable(opener, local, stack)))
+    infos = [i for i in zf.infolist() if not i.is_dir()]
+    if len(infos) > limits.max_archive_members:
+        raise LimitExceeded(f"{display}: {len(infos)} members, limit {limits.max_archive_members}")
+    for info in infos:
+        member = f"{display}!{info.filename}"
+        if info.flag_bits & 0x1:
+            yield SourceFailure(member, "encrypted archive member (no password)")
+            continue
+        if info.file_size > limits.max_decompressed_bytes:
+            yield SourceFailure(member, f"declared size {info.file_size} over the limit")
+            continue
+        if info.file_size > limits.ratio_grace_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            yield SourceFailure(member, f"declared ratio over {limits.max_ratio:g}:1")
+            continue
+
+        def m_opener(i: zipfile.ZipInfo = info, m: str = member) -> BinaryIO:
+            return _counted(zf.open(i), budget, m)  # type: ignore[arg-type]
+
+        try:
+            yield from _expand(member, _member_id(sid, info.filename), m_opener, info.file_size, None,
+                               budget, limits, depth + 1, stack)
+        except LimitExceeded:
+            raise
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+            yield SourceFailure(member, f"cannot read archive member: {exc}")
+
+
+def _expand_tar(
+    display: str, sid: str, opener: Callable[[], BinaryIO], budget: _Budget,
+    limits: Limits, depth: int, stack: ExitStack,
+) -> Iterator[Source | SourceFailure]:
+    raw = stack.enter_context(opener())
+    if raw.read(2) == _GZIP:
+        raw.seek(0)
+        stream: BinaryIO = _counted(gzip.GzipFile(fileobj=raw, mode="rb"), budget, display)  # type: ignore[arg-type]
+    else:
+        raw.seek(0)
+        stream = raw
+    # Stream mode: each member is read once, in order, spooled to a temp file (bounded by the
+    # budget) so that it can be reopened for sniffing and reading.
+    tf = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+    count = 0
+    for info in tf:
+        if not info.isfile():
+            continue
+        count += 1
+        if count > limits.max_archive_members:
+            raise LimitExceeded(f"{display}: more than {limits.max_archive_members} members")
+        member = f"{display}!{info.name}"
+        f = tf.extractfile(info)
+        if f is None:
+            continue
+        tmpdir = Path(tempfile.mkdtemp(prefix="phago-tar-"))
+        try:
+            spool = tmpdir / "m"
+            with spool.open("wb") as out:
+                shutil.copyfileobj(f, out, 1024 * 1024)
+            yield from _expand(member, _member_id(sid, info.name), lambda p=spool: p.open("rb"),
+                               info.size, spool, budget, limits, depth + 1, stack)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
