@@ -1,0 +1,100 @@
+"""JSON records from a source, whether it holds JSON lines or one top-level JSON array.
+
+Exports come both ways (Suricata's ``eve.json`` is JSON lines; many tools and samples write
+``[{...}, {...}]``). Either way a record keeps its exact text (for ``event.original``) and the
+physical line where it starts, so an alert can cite ``file:line``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from phagocyte.ingest.lines import iter_line_blocks
+from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
+
+__all__ = ["JsonBlock", "iter_json_blocks", "looks_like_json_array"]
+
+JsonBlock = tuple[list[str], list[int | None], list[int | None]]
+"""(record texts, 1-based start lines, byte offsets)."""
+
+
+def looks_like_json_array(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return text.startswith(b"[") and text[1:].lstrip(b" \t\r\n")[:1] in (b"{", b"]", b"")
+
+
+def iter_json_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
+    """Blocks of at most ``batch_rows`` record texts from a JSON-lines or JSON-array source."""
+    if looks_like_json_array(ctx.source.head):
+        yield from _array_blocks(ctx)
+        return
+    for block in iter_line_blocks(ctx):
+        yield block.lines, list(block.numbers), list(block.offsets)
+
+
+_WS = " \t\r\n"
+
+
+def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
+    """Split a top-level array into element texts without building Python objects for them."""
+    limit = ctx.limits.max_json_document_bytes
+    with ctx.source.open() as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        ctx.bad(f"JSON array document larger than {limit} bytes: not read", line=1, offset=0,
+                raw=data[:EXCERPT_BYTES])
+        return
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        ctx.warn("document not UTF-8, decoded as Latin-1")
+        text = data.decode("latin-1")
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    line, line_pos = 1 + text.count("\n", 0, pos), pos
+    rows = ctx.limits.batch_rows
+    raws: list[str] = []
+    lines: list[int | None] = []
+    offsets: list[int | None] = []
+    n = len(text)
+    ascii_only = text.isascii()
+    byte_pos, byte_at = 0, 0  # byte offset of character position byte_at (non-ASCII texts)
+    while True:
+        while pos < n and text[pos] in _WS:
+            pos += 1
+        if pos >= n:
+            ctx.bad("JSON array not closed (truncated document)", line=line, offset=pos)
+            break
+        if text[pos] == "]":
+            break
+        line += text.count("\n", line_pos, pos)
+        line_pos = pos
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            # The rest of the array cannot be split reliably: quarantine it as one record.
+            ctx.bad(f"not JSON: {exc.msg} (rest of the array not read)", line=line, offset=pos,
+                    raw=text[pos:pos + EXCERPT_BYTES])
+            break
+        raws.append(text[pos:end])
+        lines.append(line)
+        if not ascii_only:
+            byte_pos += len(text[byte_at:pos].encode("utf-8"))
+            byte_at = pos
+        offsets.append(pos if ascii_only else byte_pos)
+        if len(raws) >= rows:
+            yield raws, lines, offsets
+            raws, lines, offsets = [], [], []
+        pos = end
+        while pos < n and text[pos] in _WS:
+            pos += 1
+        if pos < n and text[pos] == ",":
+            pos += 1
+        elif pos < n and text[pos] != "]":
+            ctx.bad(f"expected ',' or ']' in JSON array at offset {pos} (rest not read)",
+                    line=line + text.count("\n", line_pos, pos), offset=pos,
+                    raw=text[pos:pos + EXCERPT_BYTES])
+            break
+    if raws:
+        yield raws, lines, offsets
