@@ -308,7 +308,7 @@ class ParquetStore:
                 # the schema's column order and types.
                 con.execute(
                     f"CREATE VIEW {table} AS SELECT * FROM __schema_{table} UNION ALL BY NAME "
-                    f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)"
+                    f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true, hive_partitioning=false)"
                 )
             else:
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM __schema_{table}")
