@@ -89,7 +89,7 @@ class _Counted(io.RawIOBase):
 
 
 def _counted(inner: BinaryIO, budget: _Budget, what: str) -> BinaryIO:
-    return io.BufferedReader(_Counted(inner, budget, what), buffer_size=1024 * 1024)  # type: ignore[return-value]
+    return io.BufferedReader(_Counted(inner, budget, what), buffer_size=64 * 1024)  # type: ignore[return-value]
 
 
 @dataclass
@@ -282,13 +282,10 @@ def _expand_tar(
     display: str, sid: str, opener: Callable[[], BinaryIO], budget: _Budget,
     limits: Limits, depth: int, stack: ExitStack,
 ) -> Iterator[Source | SourceFailure]:
-    raw = stack.enter_context(opener())
-    if raw.read(2) == _GZIP:
-        raw.seek(0)
-        stream: BinaryIO = _counted(gzip.GzipFile(fileobj=raw, mode="rb"), budget, display)  # type: ignore[arg-type]
-    else:
-        raw.seek(0)
-        stream = raw
+    with opener() as probe:
+        gz = probe.read(2) == _GZIP
+    raw = stack.enter_context(opener())  # archive members are not seekable: reopen, don't seek
+    stream: BinaryIO = _counted(gzip.GzipFile(fileobj=raw, mode="rb"), budget, display) if gz else raw  # type: ignore[arg-type]
     # Stream mode: each member is read once, in order, spooled to a temp file (bounded by the
     # budget) so that it can be reopened for sniffing and reading.
     tf = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
