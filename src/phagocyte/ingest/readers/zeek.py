@@ -103,7 +103,9 @@ def _columns(fallback: str, original: str) -> dict[str, str]:
         "destination.domain": f"CASE {p} WHEN 'ssl' THEN j.server_name END",
         "host.ip": host_ip,
         "network.transport": "lower(COALESCE(j.proto, j.port_proto))",
-        "network.protocol": f"COALESCE(lower({_text('j.service')}), {_case(p, {k: sql_str(v) for k, v in _PROTOCOL.items()})})",
+        "network.protocol": _case(p, {"conn": f"lower({_text('j.service')})",
+                                      "known_services": f"lower({_text('j.service')})",
+                                      **{k: sql_str(v) for k, v in _PROTOCOL.items()}}),
         "network.community_id": "j.community_id",
         "related.ip": f"list_distinct({list_expr(src_ip, dst_ip, host_ip)})",
         "dns.question.name": f"CASE {p} WHEN 'dns' THEN j.query END",
@@ -173,7 +175,7 @@ class ZeekReader(Reader):
             return 95
         if b'"id.orig_h":' in sample and b'"uid":' in sample:
             return 90
-        if b'"ts":' in sample and (b'"uid":' in sample or b'"fuid":' in sample):
+        if b'"ts":' in sample and any(k in sample for k in (b'"uid":', b'"fuid":', b'"certificate.version":')):
             return 70
         return 0
 
@@ -228,7 +230,9 @@ class _Header:
             if value == self.empty:
                 return []
             inner = typ[typ.index("[") + 1 : -1]
-            return [self.convert(inner, v) for v in value.split(self.set_sep)]
+            esc = "\\x%02x" % ord(self.set_sep[0]) if self.set_sep else None
+            return [self.convert(inner, v.replace(esc, self.set_sep) if esc and "\\x" in v else v)
+                    for v in value.split(self.set_sep)]
         if value == self.empty:
             return ""
         sep_esc = "\\x%02x" % ord(self.sep[0]) if self.sep else None

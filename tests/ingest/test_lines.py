@@ -1,0 +1,64 @@
+"""Line splitting: physical line numbers, encodings, and lines over the length limit."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import given, settings, strategies as st
+
+from phagocyte.config import Limits
+from phagocyte.ingest.lines import iter_line_blocks
+from phagocyte.ingest.reader import ReadContext
+from phagocyte.ingest.source import Source
+
+
+def _ctx(data: bytes, **limits: int) -> ReadContext:
+    src = Source(path="mem", id="0" * 64, opener=lambda: io.BytesIO(data), head=data[:65536])
+    return ReadContext(src, Limits(**limits))
+
+
+def _lines(data: bytes, **limits: int) -> tuple[list[tuple[int, int, str]], ReadContext]:
+    ctx = _ctx(data, **limits)
+    out = []
+    for b in iter_line_blocks(ctx, block_rows=3):
+        out += list(zip(b.numbers, b.offsets, b.lines, strict=True))
+    return out, ctx
+
+
+def test_numbers_count_empty_lines_and_crlf() -> None:
+    got, _ = _lines(b"a\r\n\r\nb\n\n\nc")
+    assert got == [(1, 0, "a"), (3, 5, "b"), (6, 9, "c")]
+
+
+def test_utf8_bom_is_skipped_and_utf16_is_transcoded() -> None:
+    got, _ = _lines(b"\xef\xbb\xbfx\ny\n")
+    assert [g[2] for g in got] == ["x", "y"] and got[0][1] == 3
+    got, ctx = _lines("héllo\nwörld\n".encode("utf-16"))
+    assert [g[2] for g in got] == ["héllo", "wörld"]
+    assert any("utf-16" in w for w in ctx.warnings)
+
+
+def test_latin1_line_is_kept_and_counted() -> None:
+    got, ctx = _lines("ok\ncaf\xe9\n".encode("latin-1"))
+    assert [g[2] for g in got] == ["ok", "café"]
+    assert ctx.warnings == {"lines not UTF-8, decoded as Latin-1": 1}
+
+
+def test_overlong_lines_are_quarantined_without_holding_them() -> None:
+    big = b"x" * 3_000_000  # spans several 1 MiB reads
+    got, ctx = _lines(b"first\n" + big + b"\nlast\n" + big, max_record_bytes=1000)
+    assert [(n, t) for n, _, t in got] == [(1, "first"), (3, "last")]
+    assert [(b.line, b.offset) for b in ctx.bad_records] == [(2, 6), (4, 6 + len(big) + 6)]
+    assert "3000000 bytes" in ctx.bad_records[0].reason
+    assert len(ctx.bad_records[0].excerpt or "") <= 4096
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       st.sampled_from([b"\n", b"\r\n"]))
+def test_any_bytes_every_non_blank_line_once(lines: list[bytes], sep: bytes) -> None:
+    data = sep.join(lines)
+    got, ctx = _lines(data, max_record_bytes=30)
+    expected = [i + 1 for i, raw in enumerate(lines) if raw.strip() and len(raw + (b"\r" if sep == b"\r\n" and i < len(lines) - 1 else b"")) <= 30]
+    assert [n for n, _, _ in got] == expected
+    assert len(got) + len(ctx.bad_records) == sum(1 for raw in lines if raw.strip() or len(raw) > 30)
