@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from phagocyte.errors import QueryError, StoreError
-from phagocyte.ingest.reader import REGISTRY, ReadContext, Reader
 from phagocyte.ingest.lines import iter_line_blocks
+from phagocyte.ingest.reader import REGISTRY, ReadContext, Reader
 from phagocyte.ingest.rows import rows_to_table
 from phagocyte.schema import EVENT_SCHEMA
 from phagocyte.store.parquet import ParquetStore, ParquetTransaction
@@ -80,7 +80,7 @@ def test_same_file_twice_adds_nothing(tmp_path, settings) -> None:
 
 
 def test_partitions_by_dataset_and_day(tmp_path, settings) -> None:
-    _, store = run_ingest([_write(tmp_path / "a.log", 30, days=3)], settings)
+    _, _store = run_ingest([_write(tmp_path / "a.log", 30, days=3)], settings)
     parts = sorted(p.relative_to(settings.store_dir / "tables" / "events").parent.as_posix()
                    for p in (settings.store_dir / "tables" / "events").rglob("*.parquet"))
     assert parts == [f"dataset=test.lines/day=2024-01-0{d}" for d in (1, 2, 3)]
@@ -131,32 +131,58 @@ def test_one_writer_at_a_time(settings) -> None:
         ParquetStore(settings.store_dir, writable=True)
 
 
-@pytest.mark.parametrize("fail_at", ["before_move", "after_move"])
-def test_crash_inside_commit_leaves_no_partial_rows(tmp_path, settings, monkeypatch, fail_at) -> None:
-    """Fault injection at the two dangerous points of a commit; then the next run completes it."""
+@pytest.mark.parametrize("fail_at", ["sync", "manifest"])
+def test_failure_inside_commit_leaves_no_rows_and_no_files(tmp_path, settings, monkeypatch, fail_at) -> None:
+    """An error at the two dangerous points of a commit aborts the batch; the re-run completes it."""
     f = _write(tmp_path / "a.log", 50, days=5)
-    real_replace = os.replace
-    moved = []
+    if fail_at == "sync":
+        monkeypatch.setattr(os, "sync", lambda: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    else:
+        real = os.replace
 
-    def flaky_replace(src, dst):
-        if str(dst).endswith(".parquet"):
-            if fail_at == "before_move":
+        def flaky(src, dst):
+            if str(dst).endswith(".json"):
                 raise KeyboardInterrupt("killed")
-            moved.append(dst)
-            if len(moved) == 3:  # some partition files published, the manifest not yet
-                raise KeyboardInterrupt("killed")
-        return real_replace(src, dst)
+            return real(src, dst)
 
-    monkeypatch.setattr(os, "replace", flaky_replace)
+        monkeypatch.setattr(os, "replace", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_ingest([f], settings)
-    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.undo()
     assert rows(ParquetStore(settings.store_dir), "select count(*) n from events")[0]["n"] == 0
-    report, store = run_ingest([f], settings)  # opening for write rolls back the leftovers
+    assert not list((settings.store_dir / "tables").rglob("*.parquet"))
+    report, store = run_ingest([f], settings)
     assert report.events == 50
-    got = rows(store, 'select count(*) n, count(distinct "event.id") d from events')[0]
-    assert got == {"n": 50, "d": 50}
-    assert not list((settings.store_dir / "staging").iterdir())
+    assert rows(store, 'select count(*) n, count(distinct "event.id") d from events')[0] == {"n": 50, "d": 50}
+
+
+def test_recovery_removes_what_a_dead_writer_left(tmp_path, settings) -> None:
+    """Files written by a transaction that never committed (process died) are invisible, then removed."""
+    st = ParquetStore(settings.store_dir, writable=True)
+    txn = st.begin("deadbeef")
+    table = _table(20)
+    txn.write(table)
+    txn._flush(next(iter(txn._buf)))
+    leftovers = list((settings.store_dir / "tables").rglob("deadbeef-*.parquet"))
+    assert leftovers
+    assert rows(ParquetStore(settings.store_dir), "select count(*) n from events")[0]["n"] == 0
+    st.close()  # the lock goes with the process; the staging marker stays
+    with ParquetStore(settings.store_dir, writable=True) as again:
+        assert not list((settings.store_dir / "tables").rglob("deadbeef-*.parquet"))
+        assert not (settings.store_dir / "staging" / "deadbeef").exists()
+        assert again.recover() == []
+
+
+def _table(n: int) -> pa.Table:
+    from datetime import UTC, datetime
+
+    from phagocyte.schema import conform
+
+    return conform(pa.table({
+        "@timestamp": pa.array([datetime(2024, 1, 1, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
+        "event.id": [f"x:{i}" for i in range(n)],
+        "event.dataset": ["test.lines"] * n,
+    }))
 
 
 def test_killed_process_leaves_no_partial_or_duplicate_rows(tmp_path, settings) -> None:

@@ -120,34 +120,36 @@ def _e(key: str) -> str:
 
 
 def _basename(expr: str) -> str:
-    return f"NULLIF(regexp_extract({expr}, '[^\\\\/]+$'), '')"
+    return f"NULLIF(parse_filename({expr}, false, 'both_slash'), '')"
 
 
-def _hash(kind: str) -> str:
-    src = f"COALESCE({_e('Hashes')}, {_e('Hash')})"
-    return f"NULLIF(lower(regexp_extract({src}, '{kind}=([0-9A-Fa-f]+)', 1)), '')"
+_ACCOUNT_IDS = ", ".join(str(e) for e in ACCOUNT_EVENTS)
 
+# Stage 3: values used by several ECS fields, computed once per record.
+INTERMEDIATE: dict[str, str] = {
+    "_is4688": "(_eid = 4688 AND _fam = 'security')",
+    "_account": f"(_eid IN ({_ACCOUNT_IDS}))",
+    "_hash_is_file": "(_eid IN (6, 7, 15, 23, 26, 29) AND _fam = 'sysmon')",
+    "_hashes": f"COALESCE({_e('Hashes')}, {_e('Hash')})",
+    "_u": _e("User"),
+    "_src_ip": f"COALESCE({_e('IpAddress')}, {_e('SourceIp')}, {_e('SourceAddress')})",
+    "_dst_ip": f"COALESCE({_e('DestinationIp')}, {_e('DestAddress')})",
+    "_file_path": (f"COALESCE({_e('TargetFilename')}, {_e('ImageLoaded')}, "
+                   f"CASE WHEN _e.\"ObjectType\" = 'File' THEN {_e('ObjectName')} END)"),
+}
 
-def _user_part(expr: str, part: int) -> str:
-    """'DOMAIN\\user' -> user (part 2) or DOMAIN (part 1)."""
-    if part == 2:
-        return f"CASE WHEN {expr} LIKE '%\\%' ESCAPE '!' THEN regexp_extract({expr}, '\\\\(.*)$', 1) ELSE {expr} END"
-    return f"CASE WHEN {expr} LIKE '%\\%' ESCAPE '!' THEN regexp_extract({expr}, '^(.*?)\\\\', 1) END"
+# Stage 4, part 1: executables (need _is4688).
+EXECUTABLES: dict[str, str] = {
+    "_exe": (f"CASE WHEN _is4688 THEN {_e('NewProcessName')} "
+             f"ELSE COALESCE({_e('Image')}, {_e('ProcessName')}, {_e('Application')}) END"),
+    "_pexe": f"COALESCE({_e('ParentImage')}, CASE WHEN _is4688 THEN {_e('ParentProcessName')} END)",
+    "_md5": "NULLIF(lower(regexp_extract(_hashes, 'MD5=([0-9A-Fa-f]+)', 1)), '')",
+    "_sha1": "NULLIF(lower(regexp_extract(_hashes, 'SHA1=([0-9A-Fa-f]+)', 1)), '')",
+    "_sha256": "NULLIF(lower(regexp_extract(_hashes, 'SHA256=([0-9A-Fa-f]+)', 1)), '')",
+    "_u_has_domain": "contains(_u, '\\')",
+}
 
-
-_ACCOUNT = "_eid IN (" + ", ".join(str(e) for e in ACCOUNT_EVENTS) + ")"
-_IS_4688 = "(_eid = 4688 AND _channel ILIKE 'security')"
-_HASH_IS_FILE = "(_eid IN (6, 7, 15, 23, 26, 29) AND _channel ILIKE '%sysmon%')"
-
-_exe = f"CASE WHEN {_IS_4688} THEN {_e('NewProcessName')} ELSE COALESCE({_e('Image')}, {_e('ProcessName')}, {_e('Application')}) END"
-_parent_exe = f"COALESCE({_e('ParentImage')}, CASE WHEN {_IS_4688} THEN {_e('ParentProcessName')} END)"
-_src_ip = f"COALESCE({_e('IpAddress')}, {_e('SourceIp')}, {_e('SourceAddress')})"
-_dst_ip = f"COALESCE({_e('DestinationIp')}, {_e('DestAddress')})"
-_file_path = f"COALESCE({_e('TargetFilename')}, {_e('ImageLoaded')}, CASE WHEN _e.\"ObjectType\" = 'File' THEN {_e('ObjectName')} END)"
-_user_expr = _e("User")
-_src_port = int_expr(f"COALESCE({_e('IpPort')}, {_e('SourcePort')})")
-
-# Outer mapping: private columns -> event-schema fields.
+# Last stage: private columns -> event-schema fields.
 WINDOWS_OUTER: dict[str, str] = {
     "@timestamp": "_ts",
     "event.kind": "'event'",
@@ -158,16 +160,16 @@ WINDOWS_OUTER: dict[str, str] = {
     "event.module": "'windows'",
     "event.provider": "_provider",
     "event.dataset": (
-        "CASE WHEN _channel ILIKE 'security' THEN 'windows.security' "
-        "WHEN _channel ILIKE '%sysmon%' THEN 'windows.sysmon' "
-        "WHEN _channel ILIKE 'microsoft-windows-powershell/operational' THEN 'windows.powershell_operational' "
+        "CASE _fam WHEN 'security' THEN 'windows.security' WHEN 'sysmon' THEN 'windows.sysmon' ELSE "
+        "CASE WHEN _channel ILIKE 'microsoft-windows-powershell/operational' THEN 'windows.powershell_operational' "
         "WHEN _channel ILIKE 'windows powershell' THEN 'windows.powershell' "
-        "ELSE 'windows.' || COALESCE(NULLIF(trim(regexp_replace(lower(_channel), '[^a-z0-9]+', '_', 'g'), '_'), ''), 'unknown') END"
+        "ELSE 'windows.' || COALESCE(NULLIF(trim(regexp_replace(lower(_channel), '[^a-z0-9]+', '_', 'g'), '_'), ''), "
+        "'unknown') END END"
     ),
     "event.outcome": (
         "CASE WHEN _eid IN (4625, 4771) THEN 'failure' "
-        "WHEN lower(_keywords) LIKE '0x8010%' THEN 'failure' "
-        "WHEN lower(_keywords) LIKE '0x8020%' THEN 'success' END"
+        "WHEN starts_with(lower(_keywords), '0x8010') THEN 'failure' "
+        "WHEN starts_with(lower(_keywords), '0x8020') THEN 'success' END"
     ),
     "message": "_message",
     "host.name": "_computer",
@@ -187,37 +189,39 @@ WINDOWS_OUTER: dict[str, str] = {
     "winlog.user.identifier": "_user_sid",
     "winlog.activity_id": "_activity_id",
     "winlog.event_data": "_ed",
-    "process.executable": _exe,
-    "process.name": _basename(_exe),
+    "process.executable": "_exe",
+    "process.name": _basename("_exe"),
     "process.command_line": _e("CommandLine"),
-    "process.pid": int_expr(f"CASE WHEN {_IS_4688} THEN {_e('NewProcessId')} ELSE {_e('ProcessId')} END"),
+    "process.pid": int_expr(f"CASE WHEN _is4688 THEN {_e('NewProcessId')} ELSE {_e('ProcessId')} END"),
     "process.entity_id": _e("ProcessGuid"),
     "process.working_directory": _e("CurrentDirectory"),
-    "process.hash.md5": f"CASE WHEN NOT {_HASH_IS_FILE} THEN {_hash('MD5')} END",
-    "process.hash.sha1": f"CASE WHEN NOT {_HASH_IS_FILE} THEN {_hash('SHA1')} END",
-    "process.hash.sha256": f"CASE WHEN NOT {_HASH_IS_FILE} THEN {_hash('SHA256')} END",
-    "process.parent.executable": _parent_exe,
-    "process.parent.name": _basename(_parent_exe),
+    "process.hash.md5": "CASE WHEN NOT _hash_is_file THEN _md5 END",
+    "process.hash.sha1": "CASE WHEN NOT _hash_is_file THEN _sha1 END",
+    "process.hash.sha256": "CASE WHEN NOT _hash_is_file THEN _sha256 END",
+    "process.parent.executable": "_pexe",
+    "process.parent.name": _basename("_pexe"),
     "process.parent.command_line": _e("ParentCommandLine"),
-    "process.parent.pid": int_expr(f"CASE WHEN {_IS_4688} THEN {_e('ProcessId')} ELSE {_e('ParentProcessId')} END"),
+    "process.parent.pid": int_expr(f"CASE WHEN _is4688 THEN {_e('ProcessId')} ELSE {_e('ParentProcessId')} END"),
     "process.parent.entity_id": _e("ParentProcessGuid"),
     "user.name": (
-        f"CASE WHEN {_ACCOUNT} THEN {_e('SubjectUserName')} "
-        f"ELSE COALESCE({_e('TargetUserName')}, {_user_part(_user_expr, 2)}, {_e('AccountName')}, {_e('SubjectUserName')}) END"
+        f"CASE WHEN _account THEN {_e('SubjectUserName')} ELSE COALESCE({_e('TargetUserName')}, "
+        f"CASE WHEN _u_has_domain THEN split_part(_u, '\\', 2) ELSE _u END, "
+        f"{_e('AccountName')}, {_e('SubjectUserName')}) END"
     ),
     "user.domain": (
-        f"CASE WHEN {_ACCOUNT} THEN {_e('SubjectDomainName')} "
-        f"ELSE COALESCE({_e('TargetDomainName')}, {_user_part(_user_expr, 1)}, {_e('SubjectDomainName')}) END"
+        f"CASE WHEN _account THEN {_e('SubjectDomainName')} ELSE COALESCE({_e('TargetDomainName')}, "
+        f"CASE WHEN _u_has_domain THEN split_part(_u, '\\', 1) END, {_e('SubjectDomainName')}) END"
     ),
     "user.id": (
-        f"CASE WHEN {_ACCOUNT} THEN {_e('SubjectUserSid')} "
+        f"CASE WHEN _account THEN {_e('SubjectUserSid')} "
         f"ELSE COALESCE({_e('TargetUserSid')}, {_e('TargetSid')}, {_e('SubjectUserSid')}, _user_sid) END"
     ),
-    "user.target.name": f"CASE WHEN {_ACCOUNT} THEN COALESCE({_e('TargetUserName')}, {_e('MemberName')}, {_e('SamAccountName')}) END",
+    "user.target.name": (f"CASE WHEN _account THEN COALESCE({_e('TargetUserName')}, {_e('MemberName')}, "
+                         f"{_e('SamAccountName')}) END"),
     "source.user.name": _e("SubjectUserName"),
-    "source.ip": _src_ip,
-    "source.port": f"NULLIF({_src_port}, 0)",
-    "destination.ip": _dst_ip,
+    "source.ip": "_src_ip",
+    "source.port": "NULLIF(" + int_expr(f"COALESCE({_e('IpPort')}, {_e('SourcePort')})") + ", 0)",
+    "destination.ip": "_dst_ip",
     "destination.port": int_expr(f"COALESCE({_e('DestinationPort')}, {_e('DestPort')})"),
     "destination.domain": _e("DestinationHostname"),
     "network.transport": (
@@ -227,14 +231,14 @@ WINDOWS_OUTER: dict[str, str] = {
     "dns.question.name": _e("QueryName"),
     "dns.answers": _e("QueryResults"),
     "dns.response_code": _e("QueryStatus"),
-    "file.path": _file_path,
-    "file.name": _basename(_file_path),
-    "file.hash.md5": f"CASE WHEN {_HASH_IS_FILE} THEN {_hash('MD5')} END",
-    "file.hash.sha1": f"CASE WHEN {_HASH_IS_FILE} THEN {_hash('SHA1')} END",
-    "file.hash.sha256": f"CASE WHEN {_HASH_IS_FILE} THEN {_hash('SHA256')} END",
+    "file.path": "_file_path",
+    "file.name": _basename("_file_path"),
+    "file.hash.md5": "CASE WHEN _hash_is_file THEN _md5 END",
+    "file.hash.sha1": "CASE WHEN _hash_is_file THEN _sha1 END",
+    "file.hash.sha256": "CASE WHEN _hash_is_file THEN _sha256 END",
     "registry.path": f"COALESCE({_e('TargetObject')}, CASE WHEN _e.\"ObjectType\" = 'Key' THEN {_e('ObjectName')} END)",
     "registry.data.strings": f"CASE WHEN _eid IN (12, 13, 14) THEN {_e('Details')} END",
-    "related.ip": list_expr(_src_ip, _dst_ip),
+    "related.ip": list_expr("_src_ip", "_dst_ip"),
 }
 
 _ED_STRUCT = "{" + ", ".join(f'"{k}": "VARCHAR"' for k in EVENTDATA_KEYS) + "}"
@@ -247,4 +251,4 @@ def ed_transform(ed_expr: str) -> str:
 
 def windows_stages(ed_column: str = "_ed") -> list[dict[str, str]]:
     """The stages a Windows reader appends after extracting its private columns."""
-    return [{"_e": ed_transform(ed_column), "_fam": FAMILY}, WINDOWS_OUTER]
+    return [{"_e": ed_transform(ed_column), "_fam": FAMILY}, INTERMEDIATE, EXECUTABLES, WINDOWS_OUTER]

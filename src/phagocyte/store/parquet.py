@@ -6,12 +6,13 @@ Layout under ``$PHAGO_HOME/store``::
     quarantine/<batch>.jsonl       bad records of that batch's sources, with position and reason
     quarantine/failed-<source>.jsonl   a source that could not be read at all
     manifest/<batch>.json          written last: the commit marker, listing its sources and files
-    staging/<batch>/               a batch being written; never visible to queries
+    staging/<batch>/               marks a batch being written (and holds its quarantine until commit)
 
 A *batch* is one transaction holding one or many sources (small files are grouped, so that 300
-EVTX files of 60 records make a few Parquet files, not 300). Its files are written to
-``staging``, moved into ``tables``, and the manifest is renamed into place last (an atomic
-rename). Queries read only the files that a manifest lists, so a run killed at any point leaves no
+EVTX files of 60 records make one Parquet file per dataset and day, not 300). Its Parquet files
+are written straight into ``tables`` under names that start with the batch id, synced, and the
+manifest is renamed into place last (an atomic rename). Queries read only the files that a
+manifest lists, so a run killed at any point leaves no
 partial rows visible; the next writer removes what the killed run left, and those sources are
 ingested again. A source listed in a manifest is skipped, so the same file twice adds nothing.
 """
@@ -36,7 +37,7 @@ from phagocyte.errors import QueryError, StoreError
 from phagocyte.schema import EVENT_SCHEMA
 from phagocyte.store.base import SourceRecord, StoreStats
 
-__all__ = ["ParquetStore", "ParquetTransaction", "TABLE_SCHEMAS"]
+__all__ = ["TABLE_SCHEMAS", "ParquetStore", "ParquetTransaction"]
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA}
 """Schema of each table; later stages (alerts) register theirs here."""
@@ -110,9 +111,16 @@ class ParquetTransaction:
                                pa.int32()), pa.date32())
         day = pc.fill_null(pc.cast(days, pa.string()), "unknown")
         key = pc.binary_join_element_wise(ds, day, "\x00")
-        uniq = pc.unique(key)
-        for k in uniq.to_pylist():
-            part = table if len(uniq) == 1 else table.filter(pc.equal(key, k))
+        counts = pc.value_counts(key)
+        if len(counts) > 1:  # sort once and slice runs (filtering per partition is O(rows x parts))
+            order = pc.sort_indices(key)
+            table = table.take(order)
+            counts = pc.value_counts(key.take(order))
+        start = 0
+        for item in counts.to_pylist():
+            k, n = item["values"], item["counts"]
+            part = table.slice(start, n)
+            start += n
             d, y = k.split("\x00")
             self._buf.setdefault((d, y), []).append(part)
             self._buf_rows[(d, y)] = self._buf_rows.get((d, y), 0) + part.num_rows
@@ -138,8 +146,8 @@ class ParquetTransaction:
         dataset, day = k
         rel = (f"tables/{self._table}/dataset={_SAFE.sub('_', dataset) or 'unknown'}/day={day}/"
                f"{self.id}-{len(self._files)}.parquet")
-        path = self._stage / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._store.root / rel  # invisible until a manifest lists it
+        self._store._mkdir(path.parent)
         big = t.num_rows >= 5000  # zstd's set-up cost per column only pays off on larger files
         pq.write_table(t, path, compression="zstd" if big else "snappy",
                        compression_level=1 if big else None, row_group_size=PART_ROWS)
@@ -173,13 +181,8 @@ class ParquetTransaction:
         for rec in sources:
             rec.table = self._table
             rec.committed = now
-        for rel in files:
-            src = self._stage / rel
-            with src.open("rb") as f:
-                os.fsync(f.fileno())
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
+        if files:
+            os.sync()  # data files durable before the manifest that publishes them (one call, not one per file)
         q = self._stage / "quarantine.jsonl"
         if q.exists():
             os.replace(q, root / "quarantine" / f"{self.id}.jsonl")
@@ -194,6 +197,8 @@ class ParquetTransaction:
     def abort(self) -> None:
         self._buf.clear()
         self._close()
+        for rel in self._files:
+            (self._store.root / rel).unlink(missing_ok=True)
         shutil.rmtree(self._stage, ignore_errors=True)
 
 
@@ -206,6 +211,7 @@ class ParquetStore:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._manifests: list[dict[str, Any]] | None = None
         self._source_ids: set[str] | None = None
+        self._dirs: set[Path] = set()
         if writable:
             for d in ("tables", "quarantine", "manifest", "staging"):
                 (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -255,6 +261,11 @@ class ParquetStore:
         if self._lock_fd is None:
             raise StoreError("store opened read-only")
         return ParquetTransaction(self, batch_id, table)
+
+    def _mkdir(self, path: Path) -> None:
+        if path not in self._dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path)
 
     def _committed(self, manifest: dict[str, Any]) -> None:
         if self._manifests is not None:

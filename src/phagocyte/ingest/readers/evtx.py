@@ -45,9 +45,7 @@ _EID = (
     + ")"
 )
 
-MAPPING = JsonMapping(
-    {"Event": {"System": _SYS, "EventData": "JSON", "UserData": "JSON"}},
-    {
+MAPPING_FIRST = {
         "_ts": f"TRY_CAST({_S}.TimeCreated.\"#attributes\".SystemTime AS TIMESTAMPTZ)",
         "_channel": f"{_S}.Channel",
         "_eid": _EID,
@@ -68,7 +66,10 @@ MAPPING = JsonMapping(
         "_message": "CAST(NULL AS VARCHAR)",
         "log.file.line": "CAST(NULL AS BIGINT)",
         "log.offset": "CAST(NULL AS BIGINT)",
-    },
+}
+MAPPING = JsonMapping(
+    {"Event": {"System": _SYS, "EventData": "JSON", "UserData": "JSON"}},
+    MAPPING_FIRST,
     keep_original=False,
     stages=windows_stages(),
 )
