@@ -28,7 +28,7 @@ from typing import BinaryIO
 from phagocyte.config import Limits
 from phagocyte.errors import InputError, LimitExceeded
 
-__all__ = ["Source", "SourceFailure", "iter_sources", "HEAD_BYTES"]
+__all__ = ["HEAD_BYTES", "Source", "SourceFailure", "iter_sources"]
 
 HEAD_BYTES = 64 * 1024
 """How much of a source the readers see when sniffing its format."""
@@ -159,10 +159,13 @@ def iter_files(paths: list[str | os.PathLike[str]]) -> Iterator[Path | SourceFai
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            # Hidden files and folders (.git, .DS_Store, a .phago store) are not logs: skipped
+            # when walking a folder, read when named explicitly.
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".phago"))
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
-                    yield Path(root) / name
+                    if not name.startswith("."):
+                        yield Path(root) / name
         elif p.is_file():
             yield p
         elif p.exists():
