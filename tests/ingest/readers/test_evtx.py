@@ -121,3 +121,34 @@ def test_security_4688_maps_new_process_and_creator(settings) -> None:
         assert ev["process.pid"] == int(data["NewProcessId"], 16)
         assert ev["process.parent.pid"] == int(data["ProcessId"], 16)
         assert ev["event.category"] == ["process"]
+
+
+@pytest.mark.evaldata
+def test_fuzzed_evtx_never_crashes_the_run(tmp_path) -> None:
+    """Real EVTX files, truncated and bit-flipped at random: records are kept or quarantined."""
+    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+    from phagocyte.config import load_settings
+
+    original = (evaldata("deepbluecli_evtx") / "evtx" / "metasploit-sysmon.evtx").read_bytes()
+    runs = iter(range(10**6))
+
+    @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(cut=st.integers(0, len(original)), flips=st.lists(st.tuples(st.integers(0, len(original) - 1),
+                                                                        st.integers(1, 255)), max_size=20))
+    def run(cut: int, flips: list[tuple[int, int]]) -> None:
+        data = bytearray(original[:cut])
+        for pos, x in flips:
+            if pos < len(data):
+                data[pos] ^= x
+        n = next(runs)
+        f = tmp_path / f"f{n}.evtx"
+        f.write_bytes(bytes(data))
+        report, store = run_ingest([f], load_settings(tmp_path / f"home{n}"))
+        (res,) = report.results
+        assert res.status in ("ingested", "failed", "unrecognised", "duplicate")
+        assert res.events <= 59
+        stored = rows(store, "select count(*) n from events")[0]["n"]
+        assert stored == res.events
+
+    run()
