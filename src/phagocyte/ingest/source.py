@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -143,6 +144,10 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(4 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 def _member_id(outer_id: str, member: str) -> str:
@@ -308,7 +313,7 @@ def _expand_tar(
             spool = tmpdir / "m"
             with spool.open("wb") as out:
                 shutil.copyfileobj(f, out, 1024 * 1024)
-            yield from _expand(member, _member_id(sid, info.name), lambda p=spool: p.open("rb"),
+            yield from _expand(member, _member_id(sid, info.name), partial(_open_binary, spool),
                                info.size, spool, budget, limits, depth + 1, stack)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)

@@ -95,7 +95,7 @@ class EvtxReader(Reader):
                 warnings.simplefilter("always")
                 try:
                     for rec in records:
-                        raws.append(rec["data"])
+                        raws.append(rec["data"])  # type: ignore[index]
                         if len(raws) >= rows:
                             break
                     else:
