@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phagocyte.config import Limits
 from phagocyte.ingest.lines import iter_line_blocks

@@ -115,7 +115,7 @@ def test_corrupt_archives_and_missing_paths_are_failures(tmp_path: Path) -> None
     bad_gz = tmp_path / "bad.gz"
     bad_gz.write_bytes(gzip.compress(LINE * 1000)[:60])
     got = _expand([bad_zip, bad_gz, tmp_path / "nope"])
-    assert [type(g).__name__ for g in got][0] == "SourceFailure"
+    assert next(type(g).__name__ for g in got) == "SourceFailure"
     assert isinstance(got[-1], SourceFailure) and "no such file" in got[-1].reason
     # A truncated gzip is found when read, not when listed: the pipeline records that as a failure.
 

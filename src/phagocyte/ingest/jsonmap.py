@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from phagocyte.schema import FIELD_TYPES
 
-__all__ = ["JsonMapping", "JsonRecords", "sql_str", "ts_expr", "int_expr", "list_expr"]
+__all__ = ["JsonMapping", "JsonRecords", "int_expr", "list_expr", "sql_str", "ts_expr"]
 
 
 def sql_str(value: str) -> str:

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
 
-__all__ = ["LineBlock", "iter_line_blocks", "decode_line"]
+__all__ = ["LineBlock", "decode_line", "iter_line_blocks"]
 
 _CHUNK = 1024 * 1024
 

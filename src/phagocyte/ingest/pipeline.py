@@ -164,7 +164,7 @@ class _Batch:
 
     def add_json(self, idx: int, recs: JsonRecords) -> None:
         o = self.open[idx]
-        mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
+        _mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
         n = len(recs)
         pool.raws.extend(recs.raws)
         pool.lines.extend(recs.lines)
@@ -241,7 +241,7 @@ def _provenance(table: pa.Table, sources: list[Source], ords: pa.Array) -> pa.Ta
     n = table.num_rows
     cols = {name: table.column(name) for name in table.column_names}
     cols["log.file.path"] = pa.array([s.path for s in sources], pa.string())
-    cols["event.ingested"] = pa.array([_NOW()] * n, pa.timestamp("us", tz="UTC"))
+    cols["event.ingested"] = pa.array([_now()] * n, pa.timestamp("us", tz="UTC"))
     prefix = pa.array([s.id[:16] for s in sources], pa.string())
     by_ord = pc.binary_join_element_wise(prefix, pc.cast(ords, pa.string()), "#")
     line = cols.get("log.file.line")
@@ -253,7 +253,7 @@ def _provenance(table: pa.Table, sources: list[Source], ords: pa.Array) -> pa.Ta
     return pa.table(cols)
 
 
-def _NOW() -> datetime:  # noqa: N802 - one clock for the whole run, patchable in tests
+def _now() -> datetime:
     return datetime.now(UTC)
 
 

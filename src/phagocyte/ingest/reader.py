@@ -23,7 +23,7 @@ from phagocyte.ingest.source import Source
 if TYPE_CHECKING:
     from phagocyte.ingest.jsonmap import JsonRecords
 
-__all__ = ["BadRecord", "ReadContext", "Reader", "REGISTRY", "register", "choose", "get_reader"]
+__all__ = ["REGISTRY", "BadRecord", "ReadContext", "Reader", "choose", "get_reader", "register"]
 
 EXCERPT_BYTES = 4096
 """How much of a bad record the quarantine keeps (the position points at the rest)."""

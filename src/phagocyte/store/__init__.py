@@ -3,4 +3,4 @@
 from phagocyte.store.base import IngestTransaction, SourceRecord, Store, StoreStats
 from phagocyte.store.parquet import TABLE_SCHEMAS, ParquetStore
 
-__all__ = ["IngestTransaction", "ParquetStore", "SourceRecord", "Store", "StoreStats", "TABLE_SCHEMAS"]
+__all__ = ["TABLE_SCHEMAS", "IngestTransaction", "ParquetStore", "SourceRecord", "Store", "StoreStats"]
