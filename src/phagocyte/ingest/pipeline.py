@@ -296,6 +296,8 @@ class _Pipeline:
             if self.batch is not None:
                 self.batch.commit()
                 self.batch = None
+            self.progress.current = ""
+            self._tick()
         except BaseException:
             if self.batch is not None:
                 self.batch.txn.abort()
