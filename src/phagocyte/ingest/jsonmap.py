@@ -114,7 +114,7 @@ class JsonMapping:
         try:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE __batch AS SELECT *, "
-                "COALESCE(json_valid(raw) AND json_type(raw) = 'OBJECT', false) AS ok FROM __batch0"
+                "CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END AS ok FROM __batch0"
             )
         finally:
             con.unregister("__batch0")
