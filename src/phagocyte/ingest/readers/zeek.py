@@ -9,6 +9,7 @@ The log type (``_path``, ``#path``, or the file name: plain ``LogAscii::use_json
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from functools import lru_cache
@@ -48,7 +49,8 @@ _CATEGORY = {
     "conn": "['network']", "http": "['network', 'web']", "files": "['file']", "pe": "['file']",
     "x509": "['file']", "smb_files": "['network', 'file']", "kerberos": "['network', 'authentication']",
     "ntlm": "['network', 'authentication']", "ssh": "['network', 'authentication']",
-    "notice": "['intrusion_detection']", "software": "['host']", "loaded_scripts": "['configuration']",
+    "notice": "['intrusion_detection']", "software": "['host']", "known_hosts": "['network']",
+    "known_services": "['network']", "known_certs": "['network']", "loaded_scripts": "['configuration']",
     "stats": "['host']", "capture_loss": "['host']", "packet_filter": "['configuration']",
 }
 _TYPE = {"conn": "['connection']", "dns": "['protocol', 'info']", "http": "['protocol', 'access']"}
@@ -56,8 +58,8 @@ _TYPE = {"conn": "['connection']", "dns": "['protocol', 'info']", "http": "['pro
 
 def _text(x: str) -> str:
     """A JSON string, or a JSON array joined with ',' (Zeek sets and vectors)."""
-    return (f"CASE WHEN json_type({x}) = 'ARRAY' THEN array_to_string(json_extract_string({x}, '$[*]'), ',') "
-            f"ELSE json_extract_string({x}, '$') END")
+    return (f"NULLIF(CASE WHEN json_type({x}) = 'ARRAY' THEN array_to_string(json_extract_string({x}, '$[*]'), ',') "
+            f"ELSE json_extract_string({x}, '$') END, '')")
 
 
 def _first(x: str) -> str:
@@ -69,16 +71,24 @@ def _case(p: str, table: dict[str, str], default: str = "NULL") -> str:
     return f"CASE {p} {arms} ELSE {default} END"
 
 
-def _columns(fallback: str, original: str) -> dict[str, str]:
-    p = f"lower(COALESCE(j._path, {sql_str(fallback)}))"
-    src_ip = f"COALESCE(j.\"id.orig_h\", CASE {p} WHEN 'notice' THEN j.src WHEN 'dhcp' THEN j.client_addr " \
-             f"WHEN 'files' THEN {_first('j.tx_hosts')} END)"
-    dst_ip = f"COALESCE(j.\"id.resp_h\", CASE {p} WHEN 'notice' THEN j.dst WHEN 'dhcp' THEN j.server_addr " \
-             f"WHEN 'files' THEN {_first('j.rx_hosts')} END)"
-    host_ip = f"CASE WHEN {p} IN ('known_hosts', 'known_services', 'known_certs', 'software') THEN j.host END"
-    kclient = "CASE WHEN " + p + " = 'kerberos' THEN j.client END"
+def _first_stage(fallback: str, original: str) -> dict[str, str]:
+    """Parse once: the log type ``_p`` and the transformed record ``_j`` for the next stages."""
+    # The log type names the dataset (and a store partition): letters, digits and _ only.
+    p = (f"CASE WHEN regexp_full_match(j._path, '[a-z0-9_]{{1,64}}') THEN j._path ELSE left(regexp_replace("
+         f"lower(COALESCE(j._path, {sql_str(fallback)})), '[^a-z0-9_]+', '_', 'g'), 64) END")
+    return {"_p": p, "_j": "j",
+            "@timestamp": ts_expr("j.ts"), "event.original": original}
+
+
+def _mapping_stage() -> dict[str, str]:
+    p = "_p"
+    src_ip = f"COALESCE(_j.\"id.orig_h\", CASE {p} WHEN 'notice' THEN _j.src WHEN 'dhcp' THEN _j.client_addr " \
+             f"WHEN 'files' THEN {_first('_j.tx_hosts')} END)"
+    dst_ip = f"COALESCE(_j.\"id.resp_h\", CASE {p} WHEN 'notice' THEN _j.dst WHEN 'dhcp' THEN _j.server_addr " \
+             f"WHEN 'files' THEN {_first('_j.rx_hosts')} END)"
+    host_ip = f"CASE WHEN {p} IN ('known_hosts', 'known_services', 'known_certs', 'software') THEN _j.host END"
+    kclient = "CASE WHEN " + p + " = 'kerberos' THEN _j.client END"
     return {
-        "@timestamp": ts_expr("j.ts"),
         "event.kind": f"CASE {p} WHEN 'notice' THEN 'alert' ELSE 'event' END",
         "event.module": "'zeek'",
         "event.dataset": f"'zeek.' || {p}",
@@ -86,64 +96,67 @@ def _columns(fallback: str, original: str) -> dict[str, str]:
         "event.category": _case(p, _CATEGORY, f"CASE WHEN {src_ip} IS NOT NULL THEN ['network'] END"),
         "event.type": _case(p, _TYPE, "['info']"),
         "event.action": _case(p, {
-            "weird": "j.name", "smb_files": "j.action", "ftp": "j.command", "dce_rpc": "j.operation",
-            "modbus": "j.func", "kerberos": "j.request_type", "dhcp": _text("j.msg_types"),
+            "weird": "_j.name", "smb_files": "_j.action", "ftp": "_j.command", "dce_rpc": "_j.operation",
+            "modbus": "_j.func", "kerberos": "_j.request_type", "dhcp": _text("_j.msg_types"),
         }),
-        "event.outcome": "CASE COALESCE(j.success, j.auth_success) WHEN true THEN 'success' "
+        "event.outcome": "CASE COALESCE(_j.success, _j.auth_success) WHEN true THEN 'success' "
                          "WHEN false THEN 'failure' END",
-        "message": _case(p, {"notice": "j.msg", "syslog": "j.message"}),
-        "log.level": f"CASE {p} WHEN 'syslog' THEN lower(j.severity) END",
+        "message": _case(p, {"notice": "_j.msg", "syslog": "_j.message"}),
+        "log.level": f"CASE {p} WHEN 'syslog' THEN lower(_j.severity) END",
         "observer.vendor": "'Zeek'",
         "observer.product": "'Zeek'",
-        "observer.name": "COALESCE(j._node, j.peer)",
+        "observer.name": "COALESCE(_j._node, _j.peer)",
         "source.ip": src_ip,
-        "source.port": "j.\"id.orig_p\"",
+        "source.port": "_j.\"id.orig_p\"",
         "destination.ip": dst_ip,
-        "destination.port": f"COALESCE(j.\"id.resp_p\", CASE {p} WHEN 'notice' THEN j.p END)",
-        "destination.domain": f"CASE {p} WHEN 'ssl' THEN j.server_name END",
+        "destination.port": f"COALESCE(_j.\"id.resp_p\", CASE {p} WHEN 'notice' THEN _j.p END)",
+        "destination.domain": f"CASE {p} WHEN 'ssl' THEN _j.server_name END",
         "host.ip": host_ip,
-        "network.transport": "lower(COALESCE(j.proto, j.port_proto))",
-        "network.protocol": _case(p, {"conn": f"lower({_text('j.service')})",
-                                      "known_services": f"lower({_text('j.service')})",
+        "network.transport": "lower(COALESCE(_j.proto, _j.port_proto))",
+        "network.protocol": _case(p, {"conn": f"lower({_text('_j.service')})",
+                                      "known_services": f"lower({_text('_j.service')})",
                                       **{k: sql_str(v) for k, v in _PROTOCOL.items()}}),
-        "network.community_id": "j.community_id",
-        "related.ip": f"list_distinct({list_expr(src_ip, dst_ip, host_ip)})",
-        "dns.question.name": f"CASE {p} WHEN 'dns' THEN j.query END",
-        "dns.question.type": f"CASE {p} WHEN 'dns' THEN j.qtype_name END",
-        "dns.response_code": f"CASE {p} WHEN 'dns' THEN j.rcode_name END",
-        "dns.answers": f"CASE {p} WHEN 'dns' THEN {_text('j.answers')} END",
-        "url.domain": f"CASE {p} WHEN 'http' THEN j.host END",
-        "url.path": f"CASE {p} WHEN 'http' THEN j.uri END",
-        "http.request.method": f"CASE {p} WHEN 'http' THEN j.method END",
-        "http.response.status_code": f"CASE {p} WHEN 'http' THEN j.status_code END",
-        "user_agent.original": f"CASE WHEN {p} IN ('http', 'smtp') THEN j.user_agent END",
+        "network.community_id": "_j.community_id",
+        "dns.question.name": f"CASE {p} WHEN 'dns' THEN _j.query END",
+        "dns.question.type": f"CASE {p} WHEN 'dns' THEN _j.qtype_name END",
+        "dns.response_code": f"CASE {p} WHEN 'dns' THEN _j.rcode_name END",
+        "dns.answers": f"CASE {p} WHEN 'dns' THEN {_text('_j.answers')} END",
+        "url.domain": f"CASE {p} WHEN 'http' THEN _j.host END",
+        "url.path": f"CASE {p} WHEN 'http' THEN _j.uri END",
+        "http.request.method": f"CASE {p} WHEN 'http' THEN _j.method END",
+        "http.response.status_code": f"CASE {p} WHEN 'http' THEN _j.status_code END",
+        "user_agent.original": f"CASE WHEN {p} IN ('http', 'smtp') THEN _j.user_agent END",
         "user.name": "NULLIF(" + _case(p, {
-            "kerberos": f"split_part({kclient}, '/', 1)", "ntlm": "j.username", "rdp": "j.cookie",
-            "ftp": "j.user",
+            "kerberos": f"split_part({kclient}, '/', 1)", "ntlm": "_j.username", "rdp": "_j.cookie",
+            "ftp": "_j.user",
         }) + ", '')",
         "user.domain": "NULLIF(" + _case(p, {
-            "kerberos": f"NULLIF(split_part({kclient}, '/', 2), '')", "ntlm": "j.domainname",
+            "kerberos": f"NULLIF(split_part({kclient}, '/', 2), '')", "ntlm": "_j.domainname",
         }) + ", '')",
-        "file.path": f"CASE {p} WHEN 'smb_files' THEN {_text('j.path')} END",
-        "file.name": f"CASE {p} WHEN 'smb_files' THEN j.name WHEN 'files' THEN j.filename END",
-        "file.hash.md5": "j.md5",
-        "file.hash.sha1": "j.sha1",
-        "file.hash.sha256": "j.sha256",
-        "rule.name": f"CASE {p} WHEN 'notice' THEN j.note END",
-        "event.original": original,
+        "file.path": f"CASE {p} WHEN 'smb_files' THEN {_text('_j.path')} END",
+        "file.name": f"CASE {p} WHEN 'smb_files' THEN _j.name WHEN 'files' THEN _j.filename END",
+        "file.hash.md5": "_j.md5",
+        "file.hash.sha1": "_j.sha1",
+        "file.hash.sha256": "_j.sha256",
+        "rule.name": f"CASE {p} WHEN 'notice' THEN _j.note END",
     }
+
+
+_RELATED = {"related.ip": list_expr(
+    '"source.ip"', 'CASE WHEN "destination.ip" IS DISTINCT FROM "source.ip" THEN "destination.ip" END', '"host.ip"')}
+_STAGES = (_mapping_stage(), _RELATED)
 
 
 @lru_cache(maxsize=64)
 def _json_mapping(fallback: str) -> JsonMapping:
     """The mapping for JSON records whose ``_path`` is absent and whose file is named `fallback`."""
-    return JsonMapping(_STRUCT, _columns(fallback, "raw"))
+    return JsonMapping(_STRUCT, _first_stage(fallback, "raw"), stages=_STAGES)
 
 
 _TSV_LINE = "_phago_tsv_line"
 """Key under which a TSV row's JSON carries its raw line (for ``event.original``)."""
-TSV_MAPPING = JsonMapping({**_STRUCT, _TSV_LINE: "VARCHAR"},
-                          _columns("unknown", f'j."{_TSV_LINE}"'), keep_original=False)
+TSV_MAPPING = JsonMapping({**_STRUCT, _TSV_LINE: "VARCHAR"}, _first_stage("unknown", f'j."{_TSV_LINE}"'),
+                          keep_original=False, stages=_STAGES)
 
 _NAME = re.compile(r"[a-z0-9_]+")
 
@@ -155,8 +168,19 @@ def log_type_from_name(path: str) -> str:
     return m.group(0) if m else "unknown"
 
 
+_TS_MATES = (b'"uid":', b'"fuid":', b'"certificate.version":')
+
+
+def _utf8_head(head: bytes) -> bytes:
+    """The head as UTF-8 (a UTF-16 source is transcoded by the line splitter as well)."""
+    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            return head[2 : len(head) - len(head) % 2].decode(enc, "replace").encode()
+    return head.removeprefix(codecs.BOM_UTF8)
+
+
 def _line1(head: bytes) -> bytes:
-    return head.lstrip(b"\xef\xbb\xbf \t\r\n").split(b"\n", 1)[0]
+    return head.lstrip(b" \t\r\n").split(b"\n", 1)[0]
 
 
 @register
@@ -165,6 +189,7 @@ class ZeekReader(Reader):
     description = "Zeek logs (conn, dns, http, ssl, notice, ... ): JSON lines or TSV with #fields headers"
 
     def sniff(self, head: bytes, path: str) -> int:
+        head = _utf8_head(head)
         first = _line1(head)
         if first.startswith(b"#separator "):
             return 100
@@ -175,12 +200,12 @@ class ZeekReader(Reader):
             return 95
         if b'"id.orig_h":' in sample and b'"uid":' in sample:
             return 90
-        if b'"ts":' in sample and any(k in sample for k in (b'"uid":', b'"fuid":', b'"certificate.version":')):
+        if b'"ts":' in sample and any(k in sample for k in _TS_MATES):
             return 70
         return 0
 
     def read(self, ctx: ReadContext) -> Iterator[JsonRecords]:
-        if _line1(ctx.source.head).startswith(b"#separator "):
+        if _line1(_utf8_head(ctx.source.head)).startswith(b"#separator "):
             yield from _read_tsv(ctx)
             return
         mapping = _json_mapping(log_type_from_name(ctx.source.path))
@@ -197,8 +222,32 @@ def _unhex(text: str) -> str:
     return _HEX.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
+_NUMBER: dict[str, Any] = {"count": int, "int": int, "port": int, "time": float, "interval": float,
+                           "double": float}
+_BOOL = {"T": True, "F": False}
+
+
+def _bool(value: str) -> bool:
+    try:
+        return _BOOL[value]
+    except KeyError:
+        raise ValueError(value) from None
+
+
+def _escape(ch: str) -> str | None:
+    return f"\\x{ord(ch[0]):02x}" if ch else None
+
+
+_CONTAINER = "container"
+
+
+def _is_container(typ: str) -> bool:
+    return typ.endswith("]") and typ.startswith(("set[", "vector["))
+
+
 class _Header:
-    """One header block's state: separators, markers, field names and a converter per field."""
+    """One header block's state: separators, markers, field names and types, and from them a
+    plan that converts a row with one cheap step per field (the slow path handles the rest)."""
 
     def __init__(self, sep: str) -> None:
         self.sep = sep
@@ -208,6 +257,7 @@ class _Header:
         self.path: str | None = None
         self.fields: list[str] | None = None
         self.types: list[str] = []
+        self._plan: list[tuple[str, Any, str]] | None = None
 
     def directive(self, line: str) -> None:
         key, _, value = line.partition(self.sep)
@@ -223,33 +273,74 @@ class _Header:
             self.fields = value.split(self.sep)
         elif key == "#types":
             self.types = value.split(self.sep)
+        self._plan = None
 
-    def convert(self, typ: str, value: str) -> Any:
-        """A TSV value as Zeek's JSON writer types it; text that does not fit stays text."""
-        if typ.startswith(("set[", "vector[")):
-            if value == self.empty:
-                return []
-            inner = typ[typ.index("[") + 1 : -1]
-            esc = "\\x%02x" % ord(self.set_sep[0]) if self.set_sep else None
-            return [self.convert(inner, v.replace(esc, self.set_sep) if esc and "\\x" in v else v)
-                    for v in value.split(self.set_sep)]
+    def _compile(self) -> list[tuple[str, Any, str]]:
+        assert self.fields is not None
+        types = self.types if len(self.types) == len(self.fields) else ["string"] * len(self.fields)
+        plan = []
+        for name, typ in zip(self.fields, types, strict=True):
+            if _is_container(typ):
+                conv: Any = _CONTAINER
+            elif typ == "bool":
+                conv = _bool
+            else:
+                conv = _NUMBER.get(typ)
+            plan.append((name, conv, typ))
+        self._sep_esc, self._set_esc = _escape(self.sep), _escape(self.set_sep)
+        self._plan = plan
+        return plan
+
+    def record(self, values: list[str], fallback: str) -> dict[str, Any]:
+        """A row as the object Zeek's JSON writer would have written (unset fields left out)."""
+        plan = self._plan or self._compile()
+        rec: dict[str, Any] = {"_path": self.path or fallback}
+        unset, empty = self.unset, self.empty
+        for (name, conv, typ), value in zip(plan, values, strict=True):
+            if value == unset:
+                continue
+            if conv is None:  # text
+                rec[name] = value if value != empty and "\\" not in value else self._slow(typ, value)
+            elif conv is _CONTAINER:
+                rec[name] = self._slow(typ, value)
+            else:
+                try:
+                    rec[name] = conv(value)
+                except ValueError:
+                    rec[name] = self._slow(typ, value)
+        return rec
+
+    def _slow(self, typ: str, value: str) -> Any:
+        if self._sep_esc and "\\x" in value:
+            value = value.replace(self._sep_esc, self.sep)
+        if not _is_container(typ):
+            return self._scalar(typ, value)
+        if value == self.empty:
+            return []
+        inner, esc = typ[typ.index("[") + 1 : -1], self._set_esc
+        return [self._scalar(inner, v.replace(esc, self.set_sep) if esc and "\\x" in v else v)
+                for v in value.split(self.set_sep)]
+
+    def _scalar(self, typ: str, value: str) -> Any:
+        """Typed as #types says; text that does not fit its type stays text (json_transform
+        then leaves a typed ECS field empty, and event.original has the value)."""
         if value == self.empty:
             return ""
-        sep_esc = "\\x%02x" % ord(self.sep[0]) if self.sep else None
-        if "\\x" in value and sep_esc:
-            value = value.replace(sep_esc, self.sep)
-        try:
-            if typ in ("count", "int", "port"):
-                return int(value)
-            if typ in ("time", "interval", "double"):
-                return float(value)
-        except ValueError:
-            return value
-        if typ == "bool":
-            return {"T": True, "F": False}.get(value, value)
-        if value == "\\x2d":  # a literal "-" is escaped so as not to read as unset
+        conv = _bool if typ == "bool" else _NUMBER.get(typ)
+        if conv is not None:
+            try:
+                return conv(value)
+            except ValueError:
+                return value
+        if value == "\\x2d":  # a lone "-" is escaped so that it does not read as unset
             return "-"
         return value
+
+
+def _big_as_text(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_big_as_text(x) for x in v]
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64 else v
 
 
 def _read_tsv(ctx: ReadContext) -> Iterator[JsonRecords]:
@@ -276,13 +367,12 @@ def _read_tsv(ctx: ReadContext) -> Iterator[JsonRecords]:
                 ctx.bad(f"Zeek TSV: {len(values)} fields, #fields names {len(hdr.fields)}",
                         line=line, offset=off, raw=text)
                 continue
-            types = hdr.types if len(hdr.types) == len(values) else ["string"] * len(values)
-            rec: dict[str, Any] = {"_path": hdr.path or fallback}
-            for name, typ, value in zip(hdr.fields, types, values, strict=True):
-                if value != hdr.unset:
-                    rec[name] = hdr.convert(typ, value)
+            rec = hdr.record(values, fallback)
             rec[_TSV_LINE] = text
-            raws.append(orjson.dumps(rec).decode())
+            try:
+                raws.append(orjson.dumps(rec).decode())
+            except TypeError:  # an integer beyond 64 bits: keep it as text
+                raws.append(orjson.dumps({k: _big_as_text(v) for k, v in rec.items()}).decode())
             lines.append(line)
             offsets.append(off)
         if raws:
