@@ -63,3 +63,23 @@ def test_any_bytes_every_non_blank_line_once(lines: list[bytes], sep: bytes) -> 
     expected = [i + 1 for i, raw in enumerate(lines) if raw.strip() and len(raw + (b"\r" if sep == b"\r\n" and i < len(lines) - 1 else b"")) <= 30]
     assert [n for n, _, _ in got] == expected
     assert len(got) + len(ctx.bad_records) == sum(1 for raw in lines if raw.strip() or len(raw) > 30)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["", " ", "a", "{\"k\": 1}", "x" * 50, "é", "tab\there"]), max_size=400),
+       st.integers(1, 7))
+def test_fast_and_slow_paths_agree_with_a_naive_split(lines: list[str], rows: int) -> None:
+    data = "\n".join(lines).encode("utf-8")
+    ctx = _ctx(data, max_record_bytes=40)
+    got = [(n, o, t) for b in iter_line_blocks(ctx, block_rows=rows)
+           for n, o, t in zip(b.numbers, b.offsets, b.lines, strict=True)]
+    for b in iter_line_blocks(_ctx(data, max_record_bytes=40), block_rows=rows):
+        assert 0 < len(b) <= rows
+    expected, off = [], 0
+    for i, t in enumerate(lines):
+        raw = t.encode("utf-8")
+        if t.strip() and len(raw) <= 40:
+            expected.append((i + 1, off, t))
+        off += len(raw) + 1
+    assert got == expected
+    assert [b.line for b in ctx.bad_records] == [i + 1 for i, t in enumerate(lines) if len(t.encode()) > 40]

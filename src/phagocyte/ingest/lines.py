@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import BinaryIO
 
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
@@ -19,6 +20,7 @@ from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
 __all__ = ["LineBlock", "decode_line", "iter_line_blocks"]
 
 _CHUNK = 1024 * 1024
+_BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of only these is blank
 
 
 @dataclass
@@ -31,6 +33,17 @@ class LineBlock:
 
     def __len__(self) -> int:
         return len(self.lines)
+
+
+def _fast_lines(buf: bytes, last: int, max_len: int) -> list[str] | None:
+    """The complete lines of `buf` as text when they are ASCII, without CR and none too long."""
+    head = buf[:last]
+    if not head.isascii() or b"\r" in head:
+        return None
+    texts = head.decode("ascii").split("\n")
+    if last > max_len and max(map(len, texts)) > max_len:
+        return None
+    return texts
 
 
 def decode_line(raw: bytes, ctx: ReadContext) -> str:
@@ -119,8 +132,31 @@ def iter_line_blocks(
                 buf = chunk[nl + 1 :]
             else:
                 buf += chunk
-            parts = buf.split(b"\n")
-            buf = parts.pop()
+            last = buf.rfind(b"\n")
+            texts = _fast_lines(buf, last, max_len) if last >= 0 else None
+            if texts is not None:
+                # ASCII without CR and no line over the limit (the common case): split and
+                # number in bulk instead of line by line.
+                starts = list(accumulate((len(t) + 1 for t in texts[:-1]), initial=buf_off))
+                keep = [i for i, t in enumerate(texts) if t.strip(_BLANK)]
+                if len(keep) == len(texts):
+                    block.lines += texts
+                    block.numbers += range(line_no, line_no + len(texts))
+                    block.offsets += starts
+                else:
+                    block.lines += [texts[i] for i in keep]
+                    block.numbers += [line_no + i for i in keep]
+                    block.offsets += [starts[i] for i in keep]
+                line_no += len(texts)
+                buf_off += last + 1
+                buf = buf[last + 1 :]
+                while len(block.lines) >= rows:
+                    yield LineBlock(block.lines[:rows], block.numbers[:rows], block.offsets[:rows])
+                    block = LineBlock(block.lines[rows:], block.numbers[rows:], block.offsets[rows:])
+                parts = []
+            else:
+                parts = buf.split(b"\n")
+                buf = parts.pop()
             for part in parts:
                 n = len(part)
                 if n > max_len:
