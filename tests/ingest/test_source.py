@@ -131,3 +131,26 @@ def test_encrypted_zip_member_is_a_failure(tmp_path: Path) -> None:
     p.write_bytes(bytes(raw))
     (f,) = _expand([p])
     assert isinstance(f, SourceFailure) and "encrypted" in f.reason
+
+
+def test_trailing_bytes_after_gzip_stream_are_tolerated_and_noted(tmp_path: Path) -> None:
+    p = tmp_path / "t.json.gz"
+    p.write_bytes(gzip.compress(LINE * 3) + b"\n")
+    (s,) = _expand([p])
+    assert isinstance(s, Source)
+    with s.open() as f:
+        assert f.read() == LINE * 3
+    assert s.notes == [f"{p}: ignored bytes after the end of the gzip stream"]
+    truncated = tmp_path / "cut.json.gz"
+    truncated.write_bytes(gzip.compress(LINE * 1000)[:-12])
+    (c,) = _expand([truncated])  # cut inside the stream: data is missing, an error
+    assert isinstance(c, SourceFailure) and "truncated" in c.reason
+
+
+def test_macos_metadata_and_hidden_members_are_skipped(tmp_path: Path) -> None:
+    p = tmp_path / "mac.zip"
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("logs/a.json", LINE)
+        zf.writestr("__MACOSX/logs/._a.json", b"\x00\x05\x16\x07junk")
+        zf.writestr("logs/.DS_Store", b"junk")
+    assert [s.path for s in _expand([p])] == [f"{p}!logs/a.json"]

@@ -35,7 +35,7 @@ def ts_expr(expr: str) -> str:
     """An ISO-8601 text (any offset) or epoch seconds as a UTC timestamp, NULL if neither."""
     return (
         f"COALESCE(TRY_CAST({expr} AS TIMESTAMPTZ), "
-        f"TRY_CAST(to_timestamp(TRY_CAST({expr} AS DOUBLE)) AS TIMESTAMPTZ))"
+        f"CASE WHEN abs(TRY_CAST({expr} AS DOUBLE)) < 1e11 THEN to_timestamp(TRY_CAST({expr} AS DOUBLE)) END)"
     )
 
 
@@ -43,7 +43,7 @@ def int_expr(expr: str) -> str:
     """Text or number as BIGINT, NULL when not an integer (hex ``0x..`` accepted)."""
     return (
         f"COALESCE(TRY_CAST({expr} AS BIGINT), "
-        f"CASE WHEN lower({expr}) LIKE '0x%' THEN TRY_CAST({expr} AS UBIGINT)::BIGINT END)"
+        f"CASE WHEN lower({expr}) LIKE '0x%' THEN TRY_CAST(TRY_CAST({expr} AS UBIGINT) AS BIGINT) END)"
     )
 
 

@@ -179,7 +179,7 @@ class _Batch:
         mapping, pool = self.pools.pop(key)
         if not pool.raws:
             return
-        table, bad = mapping.apply(self.p.con, pool.raws, pool.lines, pool.offsets)
+        table, bad = _apply_guarded(mapping, self.p.con, pool.raws, pool.lines, pool.offsets)
         bad_idx = set()
         for i, reason in bad:
             bad_idx.add(i)
@@ -234,6 +234,26 @@ class _Batch:
         for o in self.open:
             if not o.failed:
                 o.result.status = "ingested"
+
+
+def _apply_guarded(
+    mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: list[str], lines: list[int | None],
+    offsets: list[int | None], base: int = 0,
+) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Map a pool; if DuckDB rejects it (a value no mapping foresaw), map each half again, down
+    to the single records that fail, which are quarantined with DuckDB's message."""
+    try:
+        table, bad = mapping.apply(con, raws, lines, offsets)
+        return table, [(base + i, r) for i, r in bad]
+    except duckdb.Error as exc:
+        if len(raws) == 1:
+            return pa.table({}), [(base, f"mapping failed: {str(exc).splitlines()[0][:300]}")]
+    mid = len(raws) // 2
+    t1, b1 = _apply_guarded(mapping, con, raws[:mid], lines[:mid], offsets[:mid], base)
+    t2, b2 = _apply_guarded(mapping, con, raws[mid:], lines[mid:], offsets[mid:], base + mid)
+    tables = [t for t in (t1, t2) if t.num_columns]
+    table = pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else pa.table({}))
+    return table, b1 + b2
 
 
 def _provenance(table: pa.Table, sources: list[Source], ords: pa.Array) -> pa.Table:
@@ -347,6 +367,8 @@ class _Pipeline:
             # Records read so far are kept; the rest of the source is quarantined as one record.
             o.ctx.bad(f"reading stopped after {o.ordinal} records: {reason}")
             batch.drain_bad()
+        for note in dict.fromkeys(source.notes):
+            o.ctx.warn(note)
         self.seen.add(source.id)
         self.report.results.append(res)
         if batch.rows >= self.settings.limits.batch_rows or len(batch.open) >= BATCH_SOURCES:

@@ -19,6 +19,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class _Budget:
     compressed: int
     limits: Limits
     used: int = 0
+    notes: list[str] = field(default_factory=list)
+    """Recoverable oddities met while decompressing (the pipeline counts them as warnings)."""
 
     def add(self, n: int, what: str) -> None:
         self.used += n
@@ -89,6 +92,68 @@ class _Counted(io.RawIOBase):
         super().close()
 
 
+class _Gunzip(io.RawIOBase):
+    """gzip decompression (all members) that tolerates junk after the last member.
+
+    Python's GzipFile raises on bytes after the last member that are not another member, and
+    loses the data it had decompressed in that read; some published archives end with a stray
+    newline. Here the content is complete, so reading ends there and a note says so. A stream
+    cut inside a member is still an error (data is missing).
+    """
+
+    def __init__(self, raw: BinaryIO, budget: _Budget, what: str) -> None:
+        self._raw = raw
+        self._budget = budget
+        self._what = what
+        self._d = zlib.decompressobj(31)
+        self._in = b""
+        self._pending = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = len(b)
+        while not self._pending:
+            if self._eof:
+                return 0
+            if self._d.eof:
+                rest = self._d.unused_data or self._raw.read(_READ)
+                if len(rest) == 1:
+                    rest += self._raw.read(_READ)
+                if not rest:
+                    self._eof = True
+                    continue
+                if not rest.startswith(_GZIP):
+                    note = f"{self._what}: ignored bytes after the end of the gzip stream"
+                    if note not in self._budget.notes:
+                        self._budget.notes.append(note)
+                    self._eof = True
+                    continue
+                self._d = zlib.decompressobj(31)
+                self._in = rest
+            if not self._in:
+                self._in = self._raw.read(_READ)
+                if not self._in:
+                    raise EOFError(f"{self._what}: gzip stream truncated")
+            try:
+                self._pending = self._d.decompress(self._in, n)
+            except zlib.error as exc:
+                raise InputError(f"{self._what}: corrupt gzip data ({exc})") from exc
+            self._in = b"" if self._d.eof else self._d.unconsumed_tail
+        out, self._pending = self._pending[:n], self._pending[n:]
+        b[: len(out)] = out
+        return len(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+_READ = 256 * 1024
+
+
 def _counted(inner: BinaryIO, budget: _Budget, what: str) -> BinaryIO:
     return io.BufferedReader(_Counted(inner, budget, what), buffer_size=64 * 1024)  # type: ignore[return-value]
 
@@ -108,6 +173,8 @@ class Source:
     local_path: Path | None = None
     """A plain file on disk holding exactly this content (readers that need a path use it)."""
     head: bytes = b""
+    notes: list[str] = field(default_factory=list)
+    """Recoverable oddities of the container (shared by the members of one outer file)."""
     _spill: list[Path] = field(default_factory=list, repr=False)
 
     def open(self) -> BinaryIO:
@@ -144,6 +211,12 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(4 * 1024 * 1024):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _hidden_member(name: str) -> bool:
+    """macOS resource forks (``__MACOSX/``) and dot-files: metadata, skipped as in folder walks."""
+    parts = name.replace("\\", "/").split("/")
+    return parts[0] == "__MACOSX" or any(p.startswith(".") and p not in (".", "..") for p in parts)
 
 
 def _open_binary(path: Path) -> BinaryIO:
@@ -219,13 +292,13 @@ def _expand(
     stack: ExitStack,
 ) -> Iterator[Source | SourceFailure]:
     head = _read_head(opener)
-    if head.startswith(_GZIP) or head.startswith(_ZIP) or head.startswith(_ZIP_EMPTY) or _is_tar(head):
-        if depth >= limits.max_archive_depth:
-            yield SourceFailure(display, f"archive nested deeper than {limits.max_archive_depth}")
-            return
+    is_archive = head.startswith((_GZIP, _ZIP, _ZIP_EMPTY)) or _is_tar(head)
+    if is_archive and depth >= limits.max_archive_depth:
+        yield SourceFailure(display, f"archive nested deeper than {limits.max_archive_depth}")
+        return
     if head.startswith(_GZIP):
         def gz_opener(o: Callable[[], BinaryIO] = opener) -> BinaryIO:
-            return _counted(gzip.GzipFile(fileobj=o(), mode="rb"), budget, display)  # type: ignore[arg-type]
+            return _counted(_Gunzip(o(), budget, display), budget, display)  # type: ignore[arg-type]
 
         inner_head = _read_head(gz_opener)
         if _is_tar(inner_head):
@@ -240,7 +313,7 @@ def _expand(
     if _is_tar(head):
         yield from _expand_tar(display, sid, opener, budget, limits, depth, stack)
         return
-    yield Source(path=display, id=sid, opener=opener, size=size, local_path=local, head=head)
+    yield Source(path=display, id=sid, opener=opener, size=size, local_path=local, head=head, notes=budget.notes)
 
 
 def _seekable(opener: Callable[[], BinaryIO], local: Path | None, stack: ExitStack) -> BinaryIO:
@@ -259,7 +332,7 @@ def _expand_zip(
     budget: _Budget, limits: Limits, depth: int, stack: ExitStack,
 ) -> Iterator[Source | SourceFailure]:
     zf = stack.enter_context(zipfile.ZipFile(_seekable(opener, local, stack)))
-    infos = [i for i in zf.infolist() if not i.is_dir()]
+    infos = [i for i in zf.infolist() if not i.is_dir() and not _hidden_member(i.filename)]
     if len(infos) > limits.max_archive_members:
         raise LimitExceeded(f"{display}: {len(infos)} members, limit {limits.max_archive_members}")
     for info in infos:
@@ -293,13 +366,13 @@ def _expand_tar(
     with opener() as probe:
         gz = probe.read(2) == _GZIP
     raw = stack.enter_context(opener())  # archive members are not seekable: reopen, don't seek
-    stream: BinaryIO = _counted(gzip.GzipFile(fileobj=raw, mode="rb"), budget, display) if gz else raw  # type: ignore[arg-type]
+    stream: BinaryIO = _counted(_Gunzip(raw, budget, display), budget, display) if gz else raw  # type: ignore[arg-type]
     # Stream mode: each member is read once, in order, spooled to a temp file (bounded by the
     # budget) so that it can be reopened for sniffing and reading.
     tf = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
     count = 0
     for info in tf:
-        if not info.isfile():
+        if not info.isfile() or _hidden_member(info.name):
             continue
         count += 1
         if count > limits.max_archive_members:
