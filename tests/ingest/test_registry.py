@@ -6,7 +6,8 @@ import importlib
 import pkgutil
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import phagocyte.ingest.readers as readers_pkg
 from phagocyte.ingest.reader import REGISTRY, Reader, get_reader

@@ -201,7 +201,8 @@ def test_killed_process_leaves_no_partial_or_duplicate_rows(tmp_path, settings) 
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    committed = rows(ParquetStore(settings.store_dir), "select count(*) n, count(distinct \"event.id\") d from events")[0]
+    sql = 'select count(*) n, count(distinct "event.id") d from events'
+    committed = rows(ParquetStore(settings.store_dir), sql)[0]
     assert committed["n"] == committed["d"]
     assert 0 < committed["n"] < 80_000, "the kill should land mid-way"
     report, store = run_ingest(files, settings)

@@ -185,7 +185,8 @@ def _cell(v: Any) -> str:
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help='Read-only SQL, e.g. \'select "host.name", count(*) from events group by 1\'.')],
+    sql: Annotated[str, typer.Argument(
+        help='Read-only SQL, e.g. \'select "host.name", count(*) from events group by 1\'.')],
     home: HomeOpt = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table, json (lines) or csv.")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,

@@ -7,16 +7,42 @@ physical line where it starts, so an alert can cite ``file:line``.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
 
 from phagocyte.ingest.lines import iter_line_blocks
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
 
-__all__ = ["JsonBlock", "iter_json_blocks", "looks_like_json_array"]
+__all__ = ["JsonBlock", "first_json_object", "iter_json_blocks", "looks_like_json_array"]
 
 JsonBlock = tuple[list[str], list[int | None], list[int | None]]
 """(record texts, 1-based start lines, byte offsets)."""
+
+
+@lru_cache(maxsize=4)
+def first_json_object(head: bytes) -> dict[str, Any] | None:
+    """The first record of a JSON-lines or JSON-array head, if it is a complete JSON object.
+
+    Cached: every JSON reader sniffs the same head."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        text = head[2:].decode("utf-16-le", errors="ignore")
+    elif head.startswith(codecs.BOM_UTF16_BE):
+        text = head[2:].decode("utf-16-be", errors="ignore")
+    else:
+        text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    text = text.lstrip(" \t\r\n")
+    try:
+        if text.startswith("["):
+            rest = text[1:].lstrip(" \t\r\n")
+            obj = json.JSONDecoder().raw_decode(rest)[0] if rest.startswith("{") else None
+        else:
+            obj = json.loads(text.split("\n", 1)[0]) if text.startswith("{") else None
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def looks_like_json_array(head: bytes) -> bool:
@@ -72,9 +98,10 @@ def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
         line_pos = pos
         try:
             _, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             # The rest of the array cannot be split reliably: quarantine it as one record.
-            ctx.bad(f"not JSON: {exc.msg} (rest of the array not read)", line=line, offset=pos,
+            why = getattr(exc, "msg", "nested too deeply")
+            ctx.bad(f"not JSON: {why} (rest of the array not read)", line=line, offset=pos,
                     raw=text[pos:pos + EXCERPT_BYTES])
             break
         raws.append(text[pos:end])

@@ -107,7 +107,7 @@ class ParquetTransaction:
             raise StoreError("rows do not match the table schema (conform them first)")
         ds = pc.fill_null(table.column("event.dataset"), "unknown")
         micros = pc.cast(table.column("@timestamp"), pa.int64())
-        days = pc.cast(pc.cast(pc.floor(pc.divide(pc.cast(micros, pa.float64()), 86_400_000_000.0)),
+        days = pc.cast(pc.cast(pc.floor(pc.divide(pc.cast(micros, pa.float64(), safe=False), 86_400_000_000.0)),
                                pa.int32()), pa.date32())
         day = pc.fill_null(pc.cast(days, pa.string()), "unknown")
         key = pc.binary_join_element_wise(ds, day, "\x00")

@@ -126,7 +126,9 @@ def test_security_4688_maps_new_process_and_creator(settings) -> None:
 @pytest.mark.evaldata
 def test_fuzzed_evtx_never_crashes_the_run(tmp_path) -> None:
     """Real EVTX files, truncated and bit-flipped at random: records are kept or quarantined."""
-    from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
 
     from phagocyte.config import load_settings
 

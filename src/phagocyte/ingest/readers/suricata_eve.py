@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from phagocyte.ingest.jsondocs import iter_json_blocks
-from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords
+from phagocyte.ingest.jsondocs import first_json_object, iter_json_blocks
+from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords, ts_expr
 from phagocyte.ingest.reader import ReadContext, Reader, register
-from phagocyte.ingest.readers.jsonl import first_json_object, safe_ts
 
 _S = "VARCHAR"
 _I = "BIGINT"
@@ -58,77 +57,78 @@ def _nonempty(expr: str) -> str:
     return f"CASE WHEN len({expr}) > 0 THEN {expr} END"
 
 
-MAPPING = JsonMapping(
-    _STRUCTURE,
-    {
-        "@timestamp": safe_ts("j.timestamp"),
-        "_et": _ET,
-        "event.kind": f"CASE {_ET} WHEN 'alert' THEN 'alert' WHEN 'stats' THEN 'metric' ELSE 'event' END",
-        "event.code": "j.event_type",
-        "event.action": f"CASE {_ET} WHEN 'alert' THEN j.alert.action WHEN 'anomaly' THEN j.anomaly.event "
-                        f"WHEN 'dns' THEN j.dns.type END",
-        "event.dataset": "'suricata.eve'",
-        "event.module": "'suricata'",
-        "event.severity": "j.alert.severity",
-        "message": f"CASE {_ET} WHEN 'alert' THEN j.alert.signature WHEN 'anomaly' THEN "
-                   f"concat_ws(': ', j.anomaly.type, j.anomaly.event) END",
-        "observer.vendor": "'OISF'",
-        "observer.product": "'Suricata'",
-        "observer.name": "j.host",
-        "source.ip": "j.src_ip",
-        "source.port": "j.src_port",
-        "destination.ip": "j.dest_ip",
-        "destination.port": "j.dest_port",
-        "destination.domain": "COALESCE(j.tls.sni, j.http.hostname)",
-        "network.transport": "lower(j.proto)",
-        "network.protocol": f"COALESCE(NULLIF(lower(j.app_proto), 'failed'), "
-                            f"CASE WHEN list_contains({_PROTO_LIST}, {_ET}) THEN {_ET} END)",
-        "network.community_id": "j.community_id",
-        "rule.id": "j.alert.signature_id",
-        "rule.name": "j.alert.signature",
-        "rule.category": "j.alert.category",
-        "threat.technique.id": _nonempty("j.alert.metadata.mitre_technique_id"),
-        "threat.tactic.name": _nonempty("j.alert.metadata.mitre_tactic_name"),
-        "dns.question.name": "COALESCE(j.dns.rrname, j.dns.queries[1].rrname)",
-        "dns.question.type": "COALESCE(j.dns.rrtype, j.dns.queries[1].rrtype)",
-        "dns.response_code": "j.dns.rcode",
-        "dns.answers": "COALESCE(NULLIF(array_to_string(list_filter(list_transform(j.dns.answers, "
-                       "a -> a.rdata), x -> x IS NOT NULL), ', '), ''), j.dns.rdata)",
-        "url.domain": "j.http.hostname",
-        "url.path": f"CASE WHEN {_HAS_SCHEME} THEN NULLIF(regexp_extract({_URL}, '^[^:]+://[^/]*(/.*)$', 1), '') "
-                    f"ELSE {_URL} END",
-        "url.full": f"CASE WHEN {_HAS_SCHEME} THEN {_URL} WHEN j.http.hostname IS NOT NULL THEN "
-                    f"'http://' || j.http.hostname || CASE WHEN j.http.http_port NOT IN (80) "
-                    f"THEN ':' || j.http.http_port ELSE '' END || COALESCE({_URL}, '') END",
-        "http.request.method": "j.http.http_method",
-        "http.response.status_code": "j.http.status",
-        "user_agent.original": "j.http.http_user_agent",
-        "file.path": _FILE,
-        "file.name": f"NULLIF(regexp_extract({_FILE}, '[^/\\\\]*$'), '')",
-        "file.hash.md5": "j.fileinfo.md5",
-        "file.hash.sha1": "j.fileinfo.sha1",
-        "file.hash.sha256": "j.fileinfo.sha256",
-        "user.name": "COALESCE(j.smb.ntlmssp.user, j.krb5.cname)",
-        "user.domain": "COALESCE(j.smb.ntlmssp.domain, j.krb5.realm)",
-        "related.ip": _nonempty("list_distinct(list_filter([j.src_ip, j.dest_ip], x -> x IS NOT NULL))"),
-    },
-    stages=[{
-        "event.category": (
-            "CASE WHEN _et = 'alert' THEN ['network', 'intrusion_detection'] "
-            "WHEN _et = 'fileinfo' THEN ['network', 'file'] "
-            "WHEN _et = 'stats' THEN NULL "
-            "WHEN _et IS NULL THEN NULL ELSE ['network'] END"
-        ),
-        "event.type": (
-            "CASE WHEN _et = 'alert' THEN CASE lower(\"event.action\") WHEN 'allowed' THEN ['allowed'] "
-            "WHEN 'blocked' THEN ['denied'] ELSE ['info'] END "
-            "WHEN _et IN ('flow', 'netflow') THEN ['connection', 'end'] "
-            "WHEN _et = 'drop' THEN ['denied'] "
-            f"WHEN list_contains({_PROTO_LIST}, _et) THEN ['protocol'] "
-            "WHEN _et IS NULL OR _et = 'stats' THEN NULL ELSE ['info'] END"
-        ),
-    }],
-)
+_COLUMNS = {
+    "@timestamp": ts_expr("j.timestamp", epoch=False),
+    "_et": _ET,
+    "event.kind": f"CASE {_ET} WHEN 'alert' THEN 'alert' WHEN 'stats' THEN 'metric' ELSE 'event' END",
+    "event.code": "j.event_type",
+    "event.action": f"CASE {_ET} WHEN 'alert' THEN j.alert.action WHEN 'anomaly' THEN j.anomaly.event "
+                    f"WHEN 'dns' THEN j.dns.type END",
+    "event.dataset": "'suricata.eve'",
+    "event.module": "'suricata'",
+    "event.severity": "j.alert.severity",
+    "message": f"CASE {_ET} WHEN 'alert' THEN j.alert.signature WHEN 'anomaly' THEN "
+               f"concat_ws(': ', j.anomaly.type, j.anomaly.event) END",
+    "observer.vendor": "'OISF'",
+    "observer.product": "'Suricata'",
+    "observer.name": "j.host",
+    "source.ip": "j.src_ip",
+    "source.port": "j.src_port",
+    "destination.ip": "j.dest_ip",
+    "destination.port": "j.dest_port",
+    "destination.domain": "COALESCE(j.tls.sni, CASE WHEN NOT regexp_matches(j.http.hostname, "
+                          "'^[0-9.]+$|:') THEN j.http.hostname END)",
+    "network.transport": "lower(j.proto)",
+    "network.protocol": f"COALESCE(NULLIF(lower(j.app_proto), 'failed'), "
+                        f"CASE WHEN list_contains({_PROTO_LIST}, {_ET}) THEN {_ET} END)",
+    "network.community_id": "j.community_id",
+    "rule.id": "j.alert.signature_id",
+    "rule.name": "j.alert.signature",
+    "rule.category": "j.alert.category",
+    "threat.technique.id": _nonempty("j.alert.metadata.mitre_technique_id"),
+    "threat.tactic.name": _nonempty("j.alert.metadata.mitre_tactic_name"),
+    "dns.question.name": "COALESCE(j.dns.rrname, j.dns.queries[1].rrname)",
+    "dns.question.type": "COALESCE(j.dns.rrtype, j.dns.queries[1].rrtype)",
+    "dns.response_code": "j.dns.rcode",
+    "dns.answers": "COALESCE(NULLIF(array_to_string(list_filter(list_transform(j.dns.answers, "
+                   "lambda a: a.rdata), lambda x: x IS NOT NULL), ', '), ''), j.dns.rdata)",
+    "url.domain": "j.http.hostname",
+    "url.path": f"CASE WHEN {_HAS_SCHEME} THEN "
+                f"NULLIF(regexp_extract({_URL}, '^[^:]+://[^/]*(/.*)$', 1), '') ELSE {_URL} END",
+    "url.full": f"CASE WHEN {_HAS_SCHEME} THEN {_URL} WHEN j.http.hostname IS NOT NULL THEN "
+                f"'http://' || j.http.hostname || CASE WHEN j.http.http_port NOT IN (80) "
+                f"THEN ':' || j.http.http_port ELSE '' END || COALESCE({_URL}, '') END",
+    "http.request.method": "j.http.http_method",
+    "http.response.status_code": "j.http.status",
+    "user_agent.original": "j.http.http_user_agent",
+    "file.path": _FILE,
+    "file.name": f"NULLIF(regexp_extract({_FILE}, '[^/\\\\]*$'), '')",
+    "file.hash.md5": "j.fileinfo.md5",
+    "file.hash.sha1": "j.fileinfo.sha1",
+    "file.hash.sha256": "j.fileinfo.sha256",
+    "user.name": "COALESCE(j.smb.ntlmssp.user, j.krb5.cname)",
+    "user.domain": "COALESCE(j.smb.ntlmssp.domain, j.krb5.realm)",
+    "related.ip": _nonempty("list_filter([j.src_ip, CASE WHEN j.dest_ip IS DISTINCT FROM j.src_ip "
+                            "THEN j.dest_ip END], lambda x: x IS NOT NULL)"),
+}
+_STAGES = [{
+    "event.category": (
+        "CASE WHEN _et = 'alert' THEN ['network', 'intrusion_detection'] "
+        "WHEN _et = 'fileinfo' THEN ['network', 'file'] "
+        "WHEN _et IN ('http', 'http2') THEN ['network', 'web'] "
+        "WHEN _et = 'stats' THEN NULL "
+        "WHEN _et IS NULL THEN NULL ELSE ['network'] END"
+    ),
+    "event.type": (
+        "CASE WHEN _et = 'alert' THEN CASE lower(\"event.action\") WHEN 'allowed' THEN ['allowed'] "
+        "WHEN 'blocked' THEN ['denied'] ELSE ['info'] END "
+        "WHEN _et IN ('flow', 'netflow') THEN ['connection', 'end'] "
+        "WHEN _et = 'drop' THEN ['denied'] "
+        f"WHEN list_contains({_PROTO_LIST}, _et) THEN ['protocol'] "
+        "WHEN _et IS NULL OR _et = 'stats' THEN NULL ELSE ['info'] END"
+    ),
+}]
+MAPPING = JsonMapping(_STRUCTURE, _COLUMNS, stages=_STAGES)
 
 _KNOWN = {"alert", "flow", "netflow", "fileinfo", "anomaly", "stats", "drop", *_PROTOCOL_TYPES}
 _ENVELOPE = ("flow_id", "src_ip", "dest_ip", "in_iface", "pcap_cnt", "community_id")
