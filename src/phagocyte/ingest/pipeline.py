@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from phagocyte.config import Settings
-from phagocyte.errors import InputError
+from phagocyte.errors import InputError, StoreError
 from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords
 from phagocyte.ingest.reader import ReadContext, Reader, choose, get_reader
 from phagocyte.ingest.source import Source, SourceFailure, iter_sources
@@ -41,8 +44,15 @@ EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 """Exit status when everything readable was stored but some records or sources were not."""
 
+IN_FLIGHT = 2
+"""Batches queued for the worker thread at most."""
+
 BATCH_SOURCES = 2000
 """Most sources in one store batch (bounds the manifest and what a crash rolls back)."""
+
+
+class WorkerFailed(StoreError):
+    """Mapping or writing failed on the worker thread (not a bad record: the run stops)."""
 
 
 @dataclass
@@ -144,7 +154,12 @@ class _Pool:
 
 
 class _Batch:
-    """One store transaction: the sources in it, and the JSON pools still to be mapped."""
+    """One store transaction: the sources in it, and the JSON pools still to be mapped.
+
+    Reading happens on the calling thread; mapping (DuckDB), provenance and writing (Arrow,
+    Parquet) run on one worker thread, in submission order. Both libraries release the GIL, so
+    reading the next block overlaps with mapping and writing the last one.
+    """
 
     def __init__(self, pipeline: _Pipeline) -> None:
         self.p = pipeline
@@ -152,6 +167,8 @@ class _Batch:
         self.open: list[_Open] = []
         self.pools: dict[int, tuple[JsonMapping, _Pool]] = {}
         self.rows = 0
+        self._lock = threading.Lock()
+        self._worker_bad: list[tuple[int, str, int | None, int | None, str]] = []
 
     def add_table(self, idx: int, table: pa.Table) -> None:
         o = self.open[idx]
@@ -160,7 +177,7 @@ class _Batch:
             return
         ords = pa.array(range(o.ordinal, o.ordinal + n), pa.int64())
         o.ordinal += n
-        self._store(table, [idx] * n, ords)
+        self.p.submit(self._store, table, [idx] * n, ords)
 
     def add_json(self, idx: int, recs: JsonRecords) -> None:
         o = self.open[idx]
@@ -177,38 +194,47 @@ class _Batch:
 
     def flush_pool(self, key: int) -> None:
         mapping, pool = self.pools.pop(key)
-        if not pool.raws:
-            return
-        table, bad = _apply_guarded(mapping, self.p.con, pool.raws, pool.lines, pool.offsets)
-        bad_idx = set()
-        for i, reason in bad:
-            bad_idx.add(i)
-            self.open[pool.owner[i]].ctx.bad(reason, line=pool.lines[i], offset=pool.offsets[i],
-                                             raw=pool.raws[i])
-        keep = [i for i in range(len(pool.raws)) if i not in bad_idx] if bad_idx else range(len(pool.raws))
-        owners = [pool.owner[i] for i in keep]
-        ords = pa.array([pool.ordinal[i] for i in keep], pa.int64())
-        self._store(table, owners, ords)
-        self.drain_bad()
+        if pool.raws:
+            self.p.submit(self._map, mapping, pool)
 
     def flush_all(self) -> None:
         for key in list(self.pools):
             self.flush_pool(key)
 
+    def _map(self, mapping: JsonMapping, pool: _Pool) -> None:
+        """Worker: map a pool; bad records go back to the calling thread's quarantine."""
+        table, bad = _apply_guarded(mapping, self.p.con, pool.raws, pool.lines, pool.offsets)
+        if bad:
+            with self._lock:
+                self._worker_bad += [(pool.owner[i], reason, pool.lines[i], pool.offsets[i], pool.raws[i])
+                                     for i, reason in bad]
+            bad_idx = {i for i, _ in bad}
+            keep = [i for i in range(len(pool.raws)) if i not in bad_idx]
+            owners = [pool.owner[i] for i in keep]
+            ords = pa.array([pool.ordinal[i] for i in keep], pa.int64())
+        else:
+            owners, ords = pool.owner, pa.array(pool.ordinal, pa.int64())
+        self._store(table, owners, ords)
+
     def _store(self, table: pa.Table, owners: list[int], ords: pa.Array) -> None:
+        """Worker: add provenance, conform to the schema, write."""
         n = table.num_rows
         if not n:
             return
-        table = conform(_provenance(table, [self.open[i].source for i in owners], ords))
+        table = conform(_provenance(table, [o.source for o in self.open], owners, ords))
         self.txn.write(table)
-        for i in owners:
-            self.open[i].result.events += 1
+        for i, count in Counter(owners).items():
+            self.open[i].result.events += count
         self.rows += n
         self.p.progress.events += n
         if self.p.on_table:
             self.p.on_table(table)
 
     def drain_bad(self) -> None:
+        with self._lock:
+            moved, self._worker_bad = self._worker_bad, []
+        for owner, reason, line, offset, raw in moved:
+            self.open[owner].ctx.bad(reason, line=line, offset=offset, raw=raw)
         for o in self.open:
             bad = o.ctx.drain_bad()
             if bad:
@@ -218,6 +244,7 @@ class _Batch:
 
     def commit(self) -> None:
         self.flush_all()
+        self.p.join()
         self.drain_bad()
         records = []
         for o in self.open:
@@ -256,13 +283,14 @@ def _apply_guarded(
     return table, b1 + b2
 
 
-def _provenance(table: pa.Table, sources: list[Source], ords: pa.Array) -> pa.Table:
+def _provenance(table: pa.Table, sources: list[Source], owners: list[int], ords: pa.Array) -> pa.Table:
     """Add log.file.path, event.ingested and the deterministic event.id to mapped rows."""
     n = table.num_rows
     cols = {name: table.column(name) for name in table.column_names}
-    cols["log.file.path"] = pa.array([s.path for s in sources], pa.string())
+    idx = pa.array(owners, pa.int32())
+    cols["log.file.path"] = pa.array([s.path for s in sources], pa.string()).take(idx)
     cols["event.ingested"] = pa.array([_now()] * n, pa.timestamp("us", tz="UTC"))
-    prefix = pa.array([s.id[:16] for s in sources], pa.string())
+    prefix = pa.array([s.id[:16] for s in sources], pa.string()).take(idx)
     by_ord = pc.binary_join_element_wise(prefix, pc.cast(ords, pa.string()), "#")
     line = cols.get("log.file.line")
     if line is not None:
@@ -294,6 +322,25 @@ class _Pipeline:
         self.con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
         self.batch: _Batch | None = None
         self.seen: set[str] = set()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phago-ingest")
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue work for the worker thread; at most IN_FLIGHT jobs wait (bounds memory)."""
+        self._pending.append(self._worker.submit(fn, *args))
+        while len(self._pending) > IN_FLIGHT:
+            self._result(self._pending.popleft())
+
+    def join(self) -> None:
+        while self._pending:
+            self._result(self._pending.popleft())
+
+    @staticmethod
+    def _result(fut: Future[None]) -> None:
+        try:
+            fut.result()
+        except Exception as exc:  # mapping and writing are not a reader's fault: end the run
+            raise WorkerFailed(f"ingest worker failed: {type(exc).__name__}: {exc}") from exc
 
     def _tick(self) -> None:
         if self.on_progress:
@@ -319,10 +366,14 @@ class _Pipeline:
             self.progress.current = ""
             self._tick()
         except BaseException:
+            for fut in self._pending:
+                fut.cancel()
+            self._worker.shutdown(wait=True)
             if self.batch is not None:
                 self.batch.txn.abort()
             raise
         finally:
+            self._worker.shutdown(wait=True)
             self.con.close()
             self.report.seconds = time.perf_counter() - t0
         return self.report
@@ -356,6 +407,8 @@ class _Pipeline:
                     batch.add_table(idx, item)
                 batch.drain_bad()
                 self._tick()
+        except WorkerFailed:
+            raise
         except Exception as exc:  # process edge: one source's failure must not end the run
             reason = str(exc) if isinstance(exc, InputError) else \
                 f"{reader.name} reader failed: {type(exc).__name__}: {exc}"
