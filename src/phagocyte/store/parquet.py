@@ -44,8 +44,10 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA}
 
 PART_ROWS = 250_000
 """Rows per Parquet file (and row group) at most."""
-BUFFER_ROWS = 500_000
-"""Rows buffered across partitions before the largest is written out (bounds memory)."""
+PART_BYTES = 64 * 1024 * 1024
+"""A partition's buffer is written out at this size (bytes, not rows: records vary 50x in size)."""
+BUFFER_BYTES = 192 * 1024 * 1024
+"""Bytes buffered across partitions before the largest is written out (bounds memory)."""
 _ALWAYS = ("@timestamp", "event.id", "event.dataset")
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -90,7 +92,8 @@ class ParquetTransaction:
         shutil.rmtree(self._stage, ignore_errors=True)
         self._stage.mkdir(parents=True)
         self._buf: dict[tuple[str, str], list[pa.Table]] = {}
-        self._buf_rows: dict[tuple[str, str], int] = {}
+        self._buf_bytes: dict[tuple[str, str], int] = {}  # bytes buffered per partition
+        self._buf_count: dict[tuple[str, str], int] = {}  # rows buffered per partition
         self._buffered = 0
         self._files: list[str] = []
         self._quarantine: Any = None
@@ -123,12 +126,14 @@ class ParquetTransaction:
             start += n
             d, y = k.split("\x00")
             self._buf.setdefault((d, y), []).append(part)
-            self._buf_rows[(d, y)] = self._buf_rows.get((d, y), 0) + part.num_rows
-            self._buffered += part.num_rows
-            if self._buf_rows[(d, y)] >= PART_ROWS:
+            size = part.nbytes
+            self._buf_bytes[(d, y)] = self._buf_bytes.get((d, y), 0) + size
+            self._buf_count[(d, y)] = self._buf_count.get((d, y), 0) + part.num_rows
+            self._buffered += size
+            if self._buf_bytes[(d, y)] >= PART_BYTES or self._buf_count[(d, y)] >= PART_ROWS:
                 self._flush((d, y))
-        while self._buffered > BUFFER_ROWS:
-            self._flush(max(self._buf_rows, key=self._buf_rows.__getitem__))
+        while self._buffered > BUFFER_BYTES:
+            self._flush(max(self._buf_bytes, key=self._buf_bytes.__getitem__))
         self.rows += table.num_rows
 
     def _flush(self, k: tuple[str, str]) -> None:
@@ -139,7 +144,8 @@ class ParquetTransaction:
         files by column name and fill the absent columns with NULL.
         """
         parts = self._buf.pop(k)
-        self._buffered -= self._buf_rows.pop(k)
+        self._buffered -= self._buf_bytes.pop(k)
+        self._buf_count.pop(k)
         t = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         keep = [c for c in t.column_names if c in _ALWAYS or t.column(c).null_count < t.num_rows]
         t = t.select(keep)
@@ -196,6 +202,8 @@ class ParquetTransaction:
 
     def abort(self) -> None:
         self._buf.clear()
+        self._buf_bytes.clear()
+        self._buf_count.clear()
         self._close()
         for rel in self._files:
             (self._store.root / rel).unlink(missing_ok=True)
