@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from phagocyte.config import Limits
@@ -59,6 +59,7 @@ def test_overlong_lines_are_quarantined_without_holding_them() -> None:
        st.sampled_from([b"\n", b"\r\n"]))
 def test_any_bytes_every_non_blank_line_once(lines: list[bytes], sep: bytes) -> None:
     data = sep.join(lines)
+    assume(not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")))  # a byte-order mark is not a line
     got, ctx = _lines(data, max_record_bytes=30)
     def stored_len(i: int, raw: bytes) -> int:  # a CRLF line carries its CR until it is stripped
         return len(raw) + (1 if sep == b"\r\n" and i < len(lines) - 1 else 0)
@@ -86,3 +87,21 @@ def test_fast_and_slow_paths_agree_with_a_naive_split(lines: list[str], rows: in
         off += len(raw) + 1
     assert got == expected
     assert [b.line for b in ctx.bad_records] == [i + 1 for i, t in enumerate(lines) if len(t.encode()) > 40]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["", " ", "\t", "a", '{"k": 1}', "x" * 50, "é", "caf\udce9", "r\r"]), max_size=300),
+       st.integers(1, 500))
+def test_arrow_blocks_match_the_list_blocks(lines: list[str], rows: int) -> None:
+    data = "\n".join(lines).encode("utf-8", "surrogateescape")
+    ctx_a, ctx_l = _ctx(data, max_record_bytes=40), _ctx(data, max_record_bytes=40)
+    got = []
+    for b in iter_line_blocks(ctx_a, block_rows=rows, arrow=True):
+        texts = [t.rstrip("\r\n") for t in b.array.to_pylist()] if b.array is not None else b.lines
+        nums = b.numbers.to_pylist() if b.array is not None else b.numbers
+        offs = b.offsets.to_pylist() if b.array is not None else b.offsets
+        got += list(zip(nums, offs, texts, strict=True))
+    want = [(n, o, t.rstrip("\r")) for b in iter_line_blocks(ctx_l, block_rows=rows)
+            for n, o, t in zip(b.numbers, b.offsets, b.lines, strict=True)]
+    assert got == want
+    assert [(b.line, b.reason) for b in ctx_a.bad_records] == [(b.line, b.reason) for b in ctx_l.bad_records]

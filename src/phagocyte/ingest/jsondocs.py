@@ -55,8 +55,11 @@ def iter_json_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
     if looks_like_json_array(ctx.source.head):
         yield from _array_blocks(ctx)
         return
-    for block in iter_line_blocks(ctx):
-        yield block.lines, list(block.numbers), list(block.offsets)
+    for block in iter_line_blocks(ctx, arrow=True):
+        if block.array is not None:
+            yield block.array, block.numbers, block.offsets  # type: ignore[misc]
+        else:
+            yield block.lines, list(block.numbers), list(block.offsets)
 
 
 _WS = " \t\r\n"

@@ -102,9 +102,12 @@ class JsonMapping:
         # The verbatim record is attached in Arrow by apply(), not copied through DuckDB.
         self._attach_raw = keep_original and "event.original" not in cols
         struct_sql = sql_str(json.dumps(self.structure))
+        # One parse per record: TRY() turns text that is not JSON into NULL instead of failing the
+        # batch; an object is the only JSON value that starts with '{'.
         sql = (
-            f"SELECT seq, {_select(cols)}\nFROM (SELECT seq, raw, line, off, "
-            f"json_transform(raw, {struct_sql}) AS j FROM __batch WHERE ok)"
+            f"SELECT seq, {_select(cols)}\nFROM (SELECT * FROM (SELECT seq, raw, line, off, "
+            f"TRY(json_transform(raw, {struct_sql})) AS j FROM __batch) "
+            f"WHERE j IS NOT NULL AND starts_with(ltrim(raw, ' \t\r\n'), '{{'))"
         )
         public = [k for k in cols if not k.startswith("_")]
         for stage in stages:
@@ -122,40 +125,36 @@ class JsonMapping:
     def apply(
         self,
         con: duckdb.DuckDBPyConnection,
-        raws: Sequence[str],
-        lines: Sequence[int | None],
-        offsets: Sequence[int | None],
+        raws: pa.StringArray | Sequence[str],
+        lines: pa.Int64Array | Sequence[int | None],
+        offsets: pa.Int64Array | Sequence[int | None],
     ) -> tuple[pa.Table, list[tuple[int, str]]]:
         """Map a batch of JSON texts. Returns the mapped rows (in input order, without the bad
         ones) and ``(index, reason)`` for each record that is not a JSON object."""
-        raw = pa.array(raws, pa.string())
+        if not isinstance(raws, pa.Array):
+            raws = pa.array(raws, pa.string())
+        if not isinstance(lines, pa.Array):
+            lines = pa.array(lines, pa.int64())
+        if not isinstance(offsets, pa.Array):
+            offsets = pa.array(offsets, pa.int64())
         seq = pa.array(range(len(raws)), pa.int64())
-        batch = pa.table({
-            "raw": raw,
-            "line": pa.array(lines, pa.int64()),
-            "off": pa.array(offsets, pa.int64()),
-            "seq": seq,
-        })
-        con.register("__batch0", batch)
+        con.register("__batch", pa.table({"raw": raws, "line": lines, "off": offsets, "seq": seq}))
         try:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE __batch AS SELECT *, "
-                "CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END AS ok FROM __batch0"
-            )
+            out = con.sql(self._sql).to_arrow_table()
         finally:
-            con.unregister("__batch0")
-        bad_idx = [int(i) for (i,) in con.execute("SELECT seq FROM __batch WHERE NOT ok").fetchall()]
-        out = con.sql(self._sql).to_arrow_table()
-        con.execute("DROP TABLE __batch")
-        if bad_idx:
-            keep = pc.invert(pc.is_in(seq, value_set=pa.array(bad_idx, pa.int64())))
+            con.unregister("__batch")
+        raw = raws
+        bad_idx: list[int] = []
+        if out.num_rows != len(raws):
+            keep = pc.is_in(seq, value_set=out.column("seq"))
+            bad_idx = pc.indices_nonzero(pc.invert(keep)).to_pylist()
             raw, seq = raw.filter(keep), seq.filter(keep)
         if not out.column("seq").equals(pa.chunked_array([seq])):  # order is kept; stay correct anyway
             out = out.sort_by("seq")
         table = out.drop_columns(["seq"])
-        if self._attach_raw:
-            table = table.append_column("event.original", raw)
-        return table, [(i, _json_error(raws[i])) for i in bad_idx]
+        if self._attach_raw:  # texts split without copying keep their line end: not part of the record
+            table = table.append_column("event.original", pc.utf8_rtrim(raw, characters="\r\n"))
+        return table, [(i, _json_error(raws[i].as_py())) for i in bad_idx]
 
 
 @dataclass
@@ -167,9 +166,9 @@ class JsonRecords:
     """
 
     mapping: JsonMapping
-    raws: list[str]
-    lines: list[int | None]
-    offsets: list[int | None]
+    raws: list[str] | pa.StringArray
+    lines: list[int | None] | pa.Int64Array
+    offsets: list[int | None] | pa.Int64Array
 
     def __len__(self) -> int:
         return len(self.raws)

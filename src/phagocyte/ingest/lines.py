@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import BinaryIO
 
+import numpy as np
+import pyarrow as pa
+
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
 
 __all__ = ["LineBlock", "decode_line", "iter_line_blocks"]
@@ -25,14 +28,55 @@ _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips: a line of only these is
 
 @dataclass
 class LineBlock:
-    """Consecutive non-empty lines: text, 1-based physical line number, byte offset."""
+    """Consecutive non-empty lines: text, 1-based physical line number, byte offset.
+
+    With ``arrow=True`` a block may instead hold ``array``: the lines as an Arrow string array
+    that points into the bytes read (no Python string per line), with ``numbers`` and
+    ``offsets`` as Arrow int64 arrays."""
 
     lines: list[str] = field(default_factory=list)
-    numbers: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
+    numbers: list[int] | pa.Int64Array = field(default_factory=list)
+    offsets: list[int] | pa.Int64Array = field(default_factory=list)
+    array: pa.StringArray | None = None
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.array) if self.array is not None else len(self.lines)
+
+
+_WS_BYTES = np.zeros(256, dtype=bool)
+_WS_BYTES[[9, 10, 11, 12, 13, 32]] = True
+
+
+def _arrow_lines(data: bytes, first_line: int, first_offset: int, max_len: int) -> LineBlock | None:
+    """`data` (complete lines, each ending with a newline) as one Arrow block without copying
+    the text, or None when a line is over the limit or the bytes are not UTF-8 (the per-line
+    path handles those). Each string keeps its line end: JSON parsers ignore it, and the
+    original text is trimmed where it is stored."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)  # the newline of every line
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    if int((ends - starts).max()) > max_len:
+        return None
+    bounds = np.empty(len(ends) + 1, dtype=np.int32)
+    bounds[0] = 0
+    bounds[1:] = ends + 1
+    strings = pa.StringArray.from_buffers(len(ends), pa.py_buffer(bounds), pa.py_buffer(data))
+    if not data.isascii():
+        try:
+            strings.validate(full=True)
+        except pa.ArrowInvalid:
+            return None
+    solid = np.concatenate(([0], np.cumsum(~_WS_BYTES[arr], dtype=np.int64)))
+    keep = (solid[ends] - solid[starts]) > 0  # a line of only whitespace is blank
+    numbers = np.arange(first_line, first_line + len(ends), dtype=np.int64)
+    offsets = starts.astype(np.int64) + first_offset
+    if not keep.all():
+        mask = pa.array(keep)
+        return LineBlock(array=strings.filter(mask), numbers=pa.array(numbers[keep]),
+                         offsets=pa.array(offsets[keep]))
+    return LineBlock(array=strings, numbers=pa.array(numbers), offsets=pa.array(offsets))
 
 
 def _fast_lines(buf: bytes, last: int, max_len: int) -> list[str] | None:
@@ -100,8 +144,11 @@ def iter_line_blocks(
     *,
     block_rows: int | None = None,
     start_line: int = 1,
+    arrow: bool = False,
 ) -> Iterator[LineBlock]:
-    """Yield blocks of at most `block_rows` non-empty lines from the source (or `stream`)."""
+    """Yield blocks of at most `block_rows` non-empty lines from the source (or `stream`).
+
+    With `arrow`, most blocks come as Arrow arrays (see ``LineBlock``), in input order."""
     rows = block_rows or ctx.limits.batch_rows
     max_len = ctx.limits.max_record_bytes
     own = stream is None
@@ -133,6 +180,20 @@ def iter_line_blocks(
             else:
                 buf += chunk
             last = buf.rfind(b"\n")
+            fast = _arrow_lines(buf[: last + 1], line_no, buf_off, max_len) if arrow and last >= 0 else None
+            if fast is not None:
+                if block.lines:
+                    yield block
+                    block = LineBlock()
+                if len(fast):
+                    yield fast
+                line_no += int(np.count_nonzero(np.frombuffer(buf, np.uint8, last + 1) == 10))
+                buf_off += last + 1
+                buf = buf[last + 1 :]
+                if len(buf) > max_len:
+                    overlong = (line_no, buf_off, buf[:EXCERPT_BYTES], len(buf))
+                    buf = b""
+                continue
             texts = _fast_lines(buf, last, max_len) if last >= 0 else None
             if texts is not None:
                 # ASCII without CR and no line over the limit (the common case): split and

@@ -44,8 +44,12 @@ EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 """Exit status when everything readable was stored but some records or sources were not."""
 
-IN_FLIGHT = 2
-"""Batches queued for the worker thread at most."""
+WORKERS = 2
+"""Worker threads mapping and writing. DuckDB maps one Arrow batch on one core, so two batches
+mapped side by side use both cores of a small machine; rows may reach the store out of order
+between batches (nothing depends on that order: ``event.id`` and positions are per record)."""
+IN_FLIGHT = 3
+"""Batches queued for the workers at most (bounds memory)."""
 
 BATCH_SOURCES = 2000
 """Most sources in one store batch (bounds the manifest and what a crash rolls back)."""
@@ -144,21 +148,25 @@ class _Open:
 
 @dataclass
 class _Pool:
-    """JSON records waiting to be mapped, from one or many sources, for one mapping."""
+    """JSON records waiting to be mapped, from one or many sources, for one mapping.
 
-    raws: list[str] = field(default_factory=list)
-    lines: list[int | None] = field(default_factory=list)
-    offsets: list[int | None] = field(default_factory=list)
+    Texts are turned into Arrow on the reading thread as they arrive (that conversion holds the
+    GIL), so that the worker thread only maps and writes."""
+
+    raws: list[pa.Array] = field(default_factory=list)
+    lines: list[pa.Array] = field(default_factory=list)
+    offsets: list[pa.Array] = field(default_factory=list)
     owner: list[int] = field(default_factory=list)
     ordinal: list[int] = field(default_factory=list)
+    count: int = 0
 
 
 class _Batch:
     """One store transaction: the sources in it, and the JSON pools still to be mapped.
 
     Reading happens on the calling thread; mapping (DuckDB), provenance and writing (Arrow,
-    Parquet) run on one worker thread, in submission order. Both libraries release the GIL, so
-    reading the next block overlaps with mapping and writing the last one.
+    Parquet) run on worker threads. Both libraries release the GIL, so reading the next block
+    overlaps with mapping and writing the last ones.
     """
 
     def __init__(self, pipeline: _Pipeline) -> None:
@@ -183,18 +191,19 @@ class _Batch:
         o = self.open[idx]
         _mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
         n = len(recs)
-        pool.raws.extend(recs.raws)
-        pool.lines.extend(recs.lines)
-        pool.offsets.extend(recs.offsets)
+        pool.raws.append(recs.raws if isinstance(recs.raws, pa.Array) else pa.array(recs.raws, pa.string()))
+        pool.lines.append(recs.lines if isinstance(recs.lines, pa.Array) else pa.array(recs.lines, pa.int64()))
+        pool.offsets.append(recs.offsets if isinstance(recs.offsets, pa.Array) else pa.array(recs.offsets, pa.int64()))
         pool.owner.extend([idx] * n)
         pool.ordinal.extend(range(o.ordinal, o.ordinal + n))
+        pool.count += n
         o.ordinal += n
-        if len(pool.raws) >= self.p.settings.limits.batch_rows:
+        if pool.count >= self.p.settings.limits.batch_rows:
             self.flush_pool(id(recs.mapping))
 
     def flush_pool(self, key: int) -> None:
         mapping, pool = self.pools.pop(key)
-        if pool.raws:
+        if pool.count:
             self.p.submit(self._map, mapping, pool)
 
     def flush_all(self) -> None:
@@ -203,13 +212,16 @@ class _Batch:
 
     def _map(self, mapping: JsonMapping, pool: _Pool) -> None:
         """Worker: map a pool; bad records go back to the calling thread's quarantine."""
-        table, bad = _apply_guarded(mapping, self.p.con, pool.raws, pool.lines, pool.offsets)
+        raws = pa.concat_arrays(pool.raws) if len(pool.raws) > 1 else pool.raws[0]
+        lines = pa.concat_arrays(pool.lines) if len(pool.lines) > 1 else pool.lines[0]
+        offsets = pa.concat_arrays(pool.offsets) if len(pool.offsets) > 1 else pool.offsets[0]
+        table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets)
         if bad:
             with self._lock:
-                self._worker_bad += [(pool.owner[i], reason, pool.lines[i], pool.offsets[i], pool.raws[i])
+                self._worker_bad += [(pool.owner[i], reason, lines[i].as_py(), offsets[i].as_py(), raws[i].as_py())
                                      for i, reason in bad]
             bad_idx = {i for i, _ in bad}
-            keep = [i for i in range(len(pool.raws)) if i not in bad_idx]
+            keep = [i for i in range(len(raws)) if i not in bad_idx]
             owners = [pool.owner[i] for i in keep]
             ords = pa.array([pool.ordinal[i] for i in keep], pa.int64())
         else:
@@ -222,13 +234,14 @@ class _Batch:
         if not n:
             return
         table = conform(_provenance(table, [o.source for o in self.open], owners, ords))
-        self.txn.write(table)
-        for i, count in Counter(owners).items():
-            self.open[i].result.events += count
-        self.rows += n
-        self.p.progress.events += n
-        if self.p.on_table:
-            self.p.on_table(table)
+        self.txn.write(table)  # thread-safe; files are written in parallel
+        with self._lock:
+            for i, count in Counter(owners).items():
+                self.open[i].result.events += count
+            self.rows += n
+            self.p.progress.events += n
+            if self.p.on_table:
+                self.p.on_table(table)
 
     def drain_bad(self) -> None:
         with self._lock:
@@ -264,8 +277,8 @@ class _Batch:
 
 
 def _apply_guarded(
-    mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: list[str], lines: list[int | None],
-    offsets: list[int | None], base: int = 0,
+    mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: pa.StringArray, lines: pa.Int64Array,
+    offsets: pa.Int64Array, base: int = 0,
 ) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Map a pool; if DuckDB rejects it (a value no mapping foresaw), map each half again, down
     to the single records that fail, which are quarantined with DuckDB's message."""
@@ -276,8 +289,8 @@ def _apply_guarded(
         if len(raws) == 1:
             return pa.table({}), [(base, f"mapping failed: {str(exc).splitlines()[0][:300]}")]
     mid = len(raws) // 2
-    t1, b1 = _apply_guarded(mapping, con, raws[:mid], lines[:mid], offsets[:mid], base)
-    t2, b2 = _apply_guarded(mapping, con, raws[mid:], lines[mid:], offsets[mid:], base + mid)
+    t1, b1 = _apply_guarded(mapping, con, raws.slice(0, mid), lines.slice(0, mid), offsets.slice(0, mid), base)
+    t2, b2 = _apply_guarded(mapping, con, raws.slice(mid), lines.slice(mid), offsets.slice(mid), base + mid)
     tables = [t for t in (t1, t2) if t.num_columns]
     table = pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else pa.table({}))
     return table, b1 + b2
@@ -322,8 +335,17 @@ class _Pipeline:
         self.con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
         self.batch: _Batch | None = None
         self.seen: set[str] = set()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phago-ingest")
+        self._worker = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="phago-ingest")
         self._pending: deque[Future[None]] = deque()
+        self._local = threading.local()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This worker thread's own cursor on the shared in-memory database."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self.con.cursor()
+            cur.execute("SET TimeZone='UTC'")
+        return cur
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue work for the worker thread; at most IN_FLIGHT jobs wait (bounds memory)."""

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class ParquetTransaction:
         self._buf_count: dict[tuple[str, str], int] = {}  # rows buffered per partition
         self._buffered = 0
         self._files: list[str] = []
+        self._lock = threading.Lock()
         self._quarantine: Any = None
         self.rows = 0
         self.quarantined = 0
@@ -120,44 +122,55 @@ class ParquetTransaction:
             table = table.take(order)
             counts = pc.value_counts(key.take(order))
         start = 0
-        for item in counts.to_pylist():
-            k, n = item["values"], item["counts"]
-            part = table.slice(start, n)
-            start += n
-            d, y = k.split("\x00")
-            self._buf.setdefault((d, y), []).append(part)
-            size = part.nbytes
-            self._buf_bytes[(d, y)] = self._buf_bytes.get((d, y), 0) + size
-            self._buf_count[(d, y)] = self._buf_count.get((d, y), 0) + part.num_rows
-            self._buffered += size
-            if self._buf_bytes[(d, y)] >= PART_BYTES or self._buf_count[(d, y)] >= PART_ROWS:
-                self._flush((d, y))
-        while self._buffered > BUFFER_BYTES:
-            self._flush(max(self._buf_bytes, key=self._buf_bytes.__getitem__))
-        self.rows += table.num_rows
+        ready: list[tuple[list[pa.Table], str]] = []
+        with self._lock:  # bookkeeping only; files are written outside the lock, in parallel
+            for item in counts.to_pylist():
+                k, n = item["values"], item["counts"]
+                part = table.slice(start, n)
+                start += n
+                d, y = k.split("\x00")
+                self._buf.setdefault((d, y), []).append(part)
+                size = part.nbytes
+                self._buf_bytes[(d, y)] = self._buf_bytes.get((d, y), 0) + size
+                self._buf_count[(d, y)] = self._buf_count.get((d, y), 0) + part.num_rows
+                self._buffered += size
+                if self._buf_bytes[(d, y)] >= PART_BYTES or self._buf_count[(d, y)] >= PART_ROWS:
+                    ready.append(self._take((d, y)))
+            while self._buffered > BUFFER_BYTES:
+                ready.append(self._take(max(self._buf_bytes, key=self._buf_bytes.__getitem__)))
+            self.rows += table.num_rows
+        for parts, rel in ready:
+            self._write_file(parts, rel)
 
-    def _flush(self, k: tuple[str, str]) -> None:
+    def _take(self, k: tuple[str, str]) -> tuple[list[pa.Table], str]:
+        """Remove a partition's buffer and give it a file name (under the lock)."""
+        parts = self._buf.pop(k)
+        self._buffered -= self._buf_bytes.pop(k)
+        self._buf_count.pop(k)
+        dataset, day = k
+        rel = (f"tables/{self._table}/dataset={_SAFE.sub('_', dataset) or 'unknown'}/day={day}/"
+               f"{self.id}-{len(self._files)}.parquet")
+        self._files.append(rel)
+        return parts, rel
+
+    def _write_file(self, parts: list[pa.Table], rel: str) -> None:
         """Write one partition's buffered rows as one Parquet file.
 
         Only the columns holding a value are written (a Sysmon file has no DNS answers): with ~90
         schema columns, per-column overhead would otherwise dominate small files. The views read
         files by column name and fill the absent columns with NULL.
         """
-        parts = self._buf.pop(k)
-        self._buffered -= self._buf_bytes.pop(k)
-        self._buf_count.pop(k)
         t = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         keep = [c for c in t.column_names if c in _ALWAYS or t.column(c).null_count < t.num_rows]
         t = t.select(keep)
-        dataset, day = k
-        rel = (f"tables/{self._table}/dataset={_SAFE.sub('_', dataset) or 'unknown'}/day={day}/"
-               f"{self.id}-{len(self._files)}.parquet")
         path = self._store.root / rel  # invisible until a manifest lists it
         self._store._mkdir(path.parent)
         big = t.num_rows >= 5000  # zstd's set-up cost per column only pays off on larger files
         pq.write_table(t, path, compression="zstd" if big else "snappy",
                        compression_level=1 if big else None, row_group_size=PART_ROWS)
-        self._files.append(rel)
+
+    def _flush(self, k: tuple[str, str]) -> None:
+        self._write_file(*self._take(k))
 
     def quarantine(self, records: list[dict[str, Any]]) -> None:
         """Records carry ``source_id``, ``path``, ``reason`` and a position."""
