@@ -14,6 +14,9 @@ Workloads:
                 many records over few days, as in a real collection
   eve-jsonl     Suricata EVE JSON lines: the 548 real alerts of suricata_sample_data, repeated
                 with shifted timestamps to 1,000,000 lines
+  eve-mixed     Suricata EVE JSON lines of every event type (flow, dns, http, tls, fileinfo,
+                anomaly, stats, alert...): the hand-written test fixture, repeated with shifted
+                timestamps to 1,000,000 lines (smaller records than the alert-only set)
   zeek-json     all zeek_sample_data JSON logs (gzip)
   ait-ads-csv   the AIT-ADS fox scenario alerts (473 k lines)
 """
@@ -112,6 +115,21 @@ def _eve_jsonl(tmp: Path, lines: int) -> list[str]:
     return [str(out)]
 
 
+def _eve_mixed(tmp: Path, lines: int) -> list[str]:
+    from datetime import datetime, timedelta
+
+    fixture = REPO / "tests" / "fixtures" / "suricata_eve" / "eve.json"
+    records = [json.loads(x) for x in fixture.read_text().splitlines() if x.strip()]
+    out = tmp / "eve-mixed.json"
+    base = datetime(2024, 3, 1)
+    with out.open("w") as f:
+        for i in range(lines):
+            rec = dict(records[i % len(records)])
+            rec["timestamp"] = (base + timedelta(seconds=i * 0.25)).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    return [str(out)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller generated inputs")
@@ -125,6 +143,7 @@ def main() -> None:
             "evtx-all": lambda: _evtx_all(),
             "evtx-dense": lambda: _evtx_dense(tmp, 10 if args.quick else 40),
             "eve-jsonl": lambda: _eve_jsonl(tmp, 100_000 if args.quick else 1_000_000),
+            "eve-mixed": lambda: _eve_mixed(tmp, 100_000 if args.quick else 1_000_000),
             "zeek-json": lambda: [str(p) for p in sorted((evaldata("zeek_sample_data") / "zeek-json").glob("*.gz"))],
             "ait-ads-csv": lambda: [str(evaldata("ait_ads") / "alerts_csv" / "fox_alerts.txt")],
         }

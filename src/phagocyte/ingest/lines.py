@@ -202,7 +202,7 @@ def iter_line_blocks(
                 keep = [i for i, t in enumerate(texts) if t.strip(_BLANK)]
                 if len(keep) == len(texts):
                     block.lines += texts
-                    block.numbers += range(line_no, line_no + len(texts))
+                    block.numbers += list(range(line_no, line_no + len(texts)))  # type: ignore[operator]
                     block.offsets += starts
                 else:
                     block.lines += [texts[i] for i in keep]

@@ -317,12 +317,12 @@ def _decode(data: bytes, ctx: ReadContext) -> tuple[str, int]:
         if data.startswith(bom):
             ctx.warn(f"source transcoded from {enc}; offsets count UTF-8 bytes")
             return data[2:].decode(enc, errors="replace"), 2
-    bom = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    skip = 3 if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data[bom:].decode("utf-8"), bom
+        return data[skip:].decode("utf-8"), skip
     except UnicodeDecodeError:
         ctx.warn("document not UTF-8, decoded as Latin-1")
-        return data[bom:].decode("latin-1"), bom
+        return data[skip:].decode("latin-1"), skip
 
 
 def _document_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
