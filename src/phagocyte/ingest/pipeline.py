@@ -48,8 +48,11 @@ WORKERS = 2
 """Worker threads mapping and writing. DuckDB maps one Arrow batch on one core, so two batches
 mapped side by side use both cores of a small machine; rows may reach the store out of order
 between batches (nothing depends on that order: ``event.id`` and positions are per record)."""
-IN_FLIGHT = 3
+IN_FLIGHT = 2
 """Batches queued for the workers at most (bounds memory)."""
+POOL_BYTES = 32 * 1024 * 1024
+"""A pool of JSON texts is mapped at this size even before ``batch_rows`` records (big records:
+the mapping's memory grows with the bytes parsed, not the record count)."""
 
 BATCH_SOURCES = 2000
 """Most sources in one store batch (bounds the manifest and what a crash rolls back)."""
@@ -159,6 +162,7 @@ class _Pool:
     owner: list[int] = field(default_factory=list)
     ordinal: list[int] = field(default_factory=list)
     count: int = 0
+    nbytes: int = 0
 
 
 class _Batch:
@@ -191,14 +195,16 @@ class _Batch:
         o = self.open[idx]
         _mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
         n = len(recs)
-        pool.raws.append(recs.raws if isinstance(recs.raws, pa.Array) else pa.array(recs.raws, pa.string()))
+        raws = recs.raws if isinstance(recs.raws, pa.Array) else pa.array(recs.raws, pa.string())
+        pool.raws.append(raws)
+        pool.nbytes += raws.nbytes
         pool.lines.append(recs.lines if isinstance(recs.lines, pa.Array) else pa.array(recs.lines, pa.int64()))
         pool.offsets.append(recs.offsets if isinstance(recs.offsets, pa.Array) else pa.array(recs.offsets, pa.int64()))
         pool.owner.extend([idx] * n)
         pool.ordinal.extend(range(o.ordinal, o.ordinal + n))
         pool.count += n
         o.ordinal += n
-        if pool.count >= self.p.settings.limits.batch_rows:
+        if pool.count >= self.p.settings.limits.batch_rows or pool.nbytes >= POOL_BYTES:
             self.flush_pool(id(recs.mapping))
 
     def flush_pool(self, key: int) -> None:

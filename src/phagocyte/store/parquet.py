@@ -45,9 +45,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA}
 
 PART_ROWS = 250_000
 """Rows per Parquet file (and row group) at most."""
-PART_BYTES = 64 * 1024 * 1024
+PART_BYTES = 32 * 1024 * 1024
 """A partition's buffer is written out at this size (bytes, not rows: records vary 50x in size)."""
-BUFFER_BYTES = 192 * 1024 * 1024
+BUFFER_BYTES = 96 * 1024 * 1024
 """Bytes buffered across partitions before the largest is written out (bounds memory)."""
 _ALWAYS = ("@timestamp", "event.id", "event.dataset")
 
