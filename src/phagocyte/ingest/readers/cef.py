@@ -17,17 +17,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from phagocyte.ingest.lines import iter_line_blocks
 from phagocyte.ingest.reader import ReadContext, Reader, register
 from phagocyte.ingest.readers.syslog import (
     MONTHS,
     Clock,
-    event_table,
     head_lines,
     parse_header,
     reference_time,
     valid_ip,
 )
+from phagocyte.ingest.rows import parsed_lines
 
 __all__ = ["PROTO_NUM", "CefReader", "event_time", "level_name", "marker_sniff", "parse_cef", "split_pipes",
            "syslog_prefix"]
@@ -262,15 +261,4 @@ class CefReader(Reader):
 
     def read(self, ctx: ReadContext) -> Iterator[pa.Table]:
         clock = Clock(reference_time(ctx.source))
-        for block in iter_line_blocks(ctx):
-            rows: list[dict[str, Any]] = []
-            for text, no, off in zip(block.lines, block.numbers, block.offsets, strict=True):
-                row = parse_cef(text, clock, ctx)
-                if isinstance(row, str):
-                    ctx.bad(row, line=no, offset=off, raw=text)
-                    continue
-                row["log.file.line"] = no
-                row["log.offset"] = off
-                rows.append(row)
-            if rows:
-                yield event_table(rows)
+        yield from parsed_lines(ctx, lambda text: parse_cef(text, clock, ctx))

@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from phagocyte.ingest.lines import iter_line_blocks
 from phagocyte.ingest.reader import ReadContext, Reader, register
 from phagocyte.ingest.readers.cef import (
     PROTO_NUM,
@@ -27,7 +26,8 @@ from phagocyte.ingest.readers.cef import (
     split_pipes,
     syslog_prefix,
 )
-from phagocyte.ingest.readers.syslog import Clock, epoch_us, event_table, reference_time, valid_ip
+from phagocyte.ingest.readers.syslog import Clock, epoch_us, reference_time, valid_ip
+from phagocyte.ingest.rows import parsed_lines
 
 __all__ = ["LeefReader", "java_format", "parse_leef"]
 
@@ -188,15 +188,4 @@ class LeefReader(Reader):
 
     def read(self, ctx: ReadContext) -> Iterator[pa.Table]:
         clock = Clock(reference_time(ctx.source))
-        for block in iter_line_blocks(ctx):
-            rows: list[dict[str, Any]] = []
-            for text, no, off in zip(block.lines, block.numbers, block.offsets, strict=True):
-                row = parse_leef(text, clock, ctx)
-                if isinstance(row, str):
-                    ctx.bad(row, line=no, offset=off, raw=text)
-                    continue
-                row["log.file.line"] = no
-                row["log.offset"] = off
-                rows.append(row)
-            if rows:
-                yield event_table(rows)
+        yield from parsed_lines(ctx, lambda text: parse_leef(text, clock, ctx))
