@@ -58,3 +58,27 @@ def test_a_100_mb_line_is_quarantined_and_the_rest_is_stored(tmp_path: Path, set
     assert report.events == 2 and report.quarantined == 1
     (q,) = rows(store, "select line, reason, length(excerpt) n from quarantine")
     assert q["line"] == 2 and "longer than" in q["reason"] and q["n"] <= 4096
+
+
+def test_a_broken_mapping_stops_the_run_quickly(tmp_path: Path, settings) -> None:
+    """A mapping DuckDB cannot run at all is a bug: one clear error, not a record-by-record hunt."""
+    from phagocyte.ingest.pipeline import MappingBroken, WorkerFailed
+
+    broken = JsonMapping({"x": "VARCHAR"}, {"message": "CAST(j.x AS INTEGER)::VARCHAR || nosuchfunction(1)"})
+
+    class _Broken(_Strict):
+        name = "test_broken"
+
+        def read(self, ctx: ReadContext) -> Iterator[JsonRecords]:
+            for raws, lines, offs in iter_json_blocks(ctx):
+                yield JsonRecords(broken, raws, lines, offs)
+
+    REGISTRY[_Broken.name] = _Broken
+    try:
+        f = tmp_path / "x.json"
+        f.write_text("".join(f'{{"x": "{i}"}}\n' for i in range(5000)))
+        with pytest.raises(WorkerFailed) as err:
+            run_ingest([f], settings, format="test_broken")
+        assert isinstance(err.value.__cause__, MappingBroken)
+    finally:
+        REGISTRY.pop(_Broken.name, None)

@@ -282,21 +282,44 @@ class _Batch:
                 o.result.status = "ingested"
 
 
+MAX_MAPPING_FAILURES = 64
+"""Records a mapping may reject in one pool before the mapping, not the data, is blamed."""
+
+
+class MappingBroken(StoreError):
+    """A mapping fails on records any mapping must take (a bug, not bad data): the run stops."""
+
+
 def _apply_guarded(
     mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: pa.StringArray, lines: pa.Int64Array,
-    offsets: pa.Int64Array, base: int = 0,
+    offsets: pa.Int64Array, base: int = 0, failures: list[int] | None = None,
 ) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Map a pool; if DuckDB rejects it (a value no mapping foresaw), map each half again, down
-    to the single records that fail, which are quarantined with DuckDB's message."""
+    to the single records that fail, which are quarantined with DuckDB's message.
+
+    A mapping that fails on an empty object, or on more than MAX_MAPPING_FAILURES records of a
+    pool, is broken: bisecting would only turn one error into thousands of queries."""
     try:
         table, bad = mapping.apply(con, raws, lines, offsets)
         return table, [(base + i, r) for i, r in bad]
     except duckdb.Error as exc:
+        message = str(exc).splitlines()[0][:300]
+        if failures is None:  # first failure of this pool: is it the data or the mapping?
+            try:
+                mapping.apply(con, ["{}"], [None], [None])
+            except duckdb.Error as again:
+                raise MappingBroken(f"mapping fails on an empty record: {str(again).splitlines()[0]}") from again
+            failures = [0]
         if len(raws) == 1:
-            return pa.table({}), [(base, f"mapping failed: {str(exc).splitlines()[0][:300]}")]
+            failures[0] += 1
+            if failures[0] > MAX_MAPPING_FAILURES:
+                raise MappingBroken(f"mapping rejects more than {MAX_MAPPING_FAILURES} records: {message}") from exc
+            return pa.table({}), [(base, f"mapping failed: {message}")]
     mid = len(raws) // 2
-    t1, b1 = _apply_guarded(mapping, con, raws.slice(0, mid), lines.slice(0, mid), offsets.slice(0, mid), base)
-    t2, b2 = _apply_guarded(mapping, con, raws.slice(mid), lines.slice(mid), offsets.slice(mid), base + mid)
+    t1, b1 = _apply_guarded(mapping, con, raws.slice(0, mid), lines.slice(0, mid), offsets.slice(0, mid), base,
+                            failures)
+    t2, b2 = _apply_guarded(mapping, con, raws.slice(mid), lines.slice(mid), offsets.slice(mid), base + mid,
+                            failures)
     tables = [t for t in (t1, t2) if t.num_columns]
     table = pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else pa.table({}))
     return table, b1 + b2

@@ -15,7 +15,8 @@ __all__ = ["ACCOUNT_EVENTS", "EVENTDATA_KEYS", "EVENT_TYPES", "WINDOWS_OUTER", "
 
 # EventData keys promoted to ECS fields; parsed once per record with json_transform.
 EVENTDATA_KEYS = [
-    "CommandLine", "Image", "ImageLoaded", "ParentImage", "ParentCommandLine", "ProcessId",
+    "CommandLine", "Image", "ImageLoaded", "SourceImage", "SourceProcessId", "SourceProcessGUID",
+    "ParentImage", "ParentCommandLine", "ProcessId",
     "ParentProcessId", "ProcessGuid", "ParentProcessGuid", "CurrentDirectory", "Hashes", "Hash",
     "NewProcessName", "NewProcessId", "ParentProcessName", "ProcessName", "Application",
     "User", "TargetUserName", "TargetDomainName", "TargetUserSid", "TargetSid", "SubjectUserName",
@@ -141,7 +142,7 @@ INTERMEDIATE: dict[str, str] = {
 # Stage 4, part 1: executables (need _is4688).
 EXECUTABLES: dict[str, str] = {
     "_exe": (f"CASE WHEN _is4688 THEN {_e('NewProcessName')} "
-             f"ELSE COALESCE({_e('Image')}, {_e('ProcessName')}, {_e('Application')}) END"),
+             f"ELSE COALESCE({_e('Image')}, {_e('SourceImage')}, {_e('ProcessName')}, {_e('Application')}) END"),
     "_pexe": f"COALESCE({_e('ParentImage')}, CASE WHEN _is4688 THEN {_e('ParentProcessName')} END)",
     "_md5": "NULLIF(lower(regexp_extract(_hashes, 'MD5=([0-9A-Fa-f]+)', 1)), '')",
     "_sha1": "NULLIF(lower(regexp_extract(_hashes, 'SHA1=([0-9A-Fa-f]+)', 1)), '')",
@@ -192,8 +193,11 @@ WINDOWS_OUTER: dict[str, str] = {
     "process.executable": "_exe",
     "process.name": _basename("_exe"),
     "process.command_line": _e("CommandLine"),
-    "process.pid": int_expr(f"CASE WHEN _is4688 THEN {_e('NewProcessId')} ELSE {_e('ProcessId')} END"),
-    "process.entity_id": _e("ProcessGuid"),
+    "process.pid": int_expr(f"CASE WHEN _is4688 THEN {_e('NewProcessId')} "
+                            f"ELSE COALESCE({_e('ProcessId')}, {_e('SourceProcessId')}) END"),
+    # json_transform matches keys ignoring case: SourceProcessGUID (Sysmon 10) also reads
+    # SourceProcessGuid (Sysmon 8).
+    "process.entity_id": f"COALESCE({_e('ProcessGuid')}, {_e('SourceProcessGUID')})",
     "process.working_directory": _e("CurrentDirectory"),
     "process.hash.md5": "CASE WHEN NOT _hash_is_file THEN _md5 END",
     "process.hash.sha1": "CASE WHEN NOT _hash_is_file THEN _sha1 END",
@@ -214,7 +218,9 @@ WINDOWS_OUTER: dict[str, str] = {
     ),
     "user.id": (
         f"CASE WHEN _account THEN {_e('SubjectUserSid')} "
-        f"ELSE COALESCE({_e('TargetUserSid')}, {_e('TargetSid')}, {_e('SubjectUserSid')}, _user_sid) END"
+        f"ELSE COALESCE(NULLIF({_e('TargetUserSid')}, 'S-1-0-0'), NULLIF({_e('TargetSid')}, 'S-1-0-0'), "
+        f"CASE WHEN {_e('TargetUserName')} IS NULL THEN {_e('SubjectUserSid')} END, "
+        f"CASE WHEN _u IS NULL THEN _user_sid END) END"
     ),
     "user.target.name": (f"CASE WHEN _account THEN COALESCE({_e('TargetUserName')}, {_e('MemberName')}, "
                          f"{_e('SamAccountName')}) END"),

@@ -50,6 +50,9 @@ PART_BYTES = 32 * 1024 * 1024
 BUFFER_BYTES = 96 * 1024 * 1024
 """Bytes buffered across partitions before the largest is written out (bounds memory)."""
 _ALWAYS = ("@timestamp", "event.id", "event.dataset")
+_UNIQUE = {"@timestamp", "event.id", "event.original", "event.ingested", "log.file.line", "log.offset",
+           "winlog.record_id", "winlog.event_data"}
+"""Columns whose values rarely repeat: a dictionary page is wasted work there."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _PREFIX = 20  # hex digits of the source id used in file names
@@ -167,7 +170,8 @@ class ParquetTransaction:
         self._store._mkdir(path.parent)
         big = t.num_rows >= 5000  # zstd's set-up cost per column only pays off on larger files
         pq.write_table(t, path, compression="zstd" if big else "snappy",
-                       compression_level=1 if big else None, row_group_size=PART_ROWS)
+                       compression_level=1 if big else None, row_group_size=PART_ROWS,
+                       use_dictionary=[c for c in t.column_names if c not in _UNIQUE])
 
     def _flush(self, k: tuple[str, str]) -> None:
         self._write_file(*self._take(k))

@@ -77,6 +77,7 @@ def test_sysmon_process_creation_fields(settings) -> None:
         "process.hash.sha256": "e16b9d201ec1d7e29b3ad532a9ad8f1ae0cb5821bb916a79f6dbeb1c6e6b85fa",
         "user.name": "fgaeta",
         "user.domain": "VALKYRIE",
+        "user.id": None,  # Sysmon names the user, not its SID (System UserID is the logging account)
     })
     assert str(ev["@timestamp"]).startswith("2023-04-19 17:46:27.021276")
     data = json.loads(ev["winlog.event_data"])  # every EventData field is kept
@@ -154,3 +155,20 @@ def test_fuzzed_evtx_never_crashes_the_run(tmp_path) -> None:
         assert stored == res.events
 
     run()
+
+
+@pytest.mark.evaldata
+def test_sysmon_process_access_maps_the_source_process(settings) -> None:
+    f = evaldata("deepbluecli_evtx") / "evtx" / "metasploit-sysmon.evtx"
+    _, store = run_ingest([f], settings)
+    ev = rows(store, 'select * from events where "winlog.record_id" = 30456')[0]
+    data = json.loads(ev["winlog.event_data"])
+    assert_event(ev, {
+        "winlog.event_id": 10,
+        "event.category": ["process"],
+        "event.type": ["access"],
+        "process.executable": data["SourceImage"],
+        "process.name": "powershell.exe",
+        "process.pid": data["SourceProcessId"],
+        "process.entity_id": data["SourceProcessGUID"],
+    })
