@@ -330,3 +330,13 @@ def test_fuzz_mutated_records(edits) -> None:
     data = "\n".join(lines).encode()
     stored, bad = _ingest_bytes(data)
     assert stored + bad == _nonempty(data) and stored >= 1
+
+
+def test_shost_is_the_source_domain(tmp_path, settings) -> None:
+    f = tmp_path / "a.cef"
+    f.write_text("CEF:0|Acme|Gate|1.0|100|Login|5|src=10.0.0.1 shost=ws-7.corp.example suser=alice\n")
+    from tests.conftest import rows, run_ingest
+
+    _, store = run_ingest([f], settings)
+    (ev,) = rows(store, 'select "source.domain", "source.ip" from events')
+    assert ev == {"source.domain": "ws-7.corp.example", "source.ip": "10.0.0.1"}

@@ -103,21 +103,21 @@ def test_auth_log_every_line_stored_with_security_fields(tmp_path, settings) -> 
                           "user.name": "alice"})
     assert_event(ev[14], {"process.name": "sudo", "process.pid": None, "event.category": ["process"],
                           "event.type": ["start"], "event.action": "sudo", "event.outcome": "success",
-                          "user.name": "alice", "user.target.name": "root",
+                          "user.name": "alice", "user.effective.name": "root",
                           "process.command_line": "/usr/bin/systemctl restart nginx",
                           "process.working_directory": "/home/alice",
                           "message": "alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; "
                                      "COMMAND=/usr/bin/systemctl restart nginx"})
     assert_event(ev[15], {"event.action": "session_opened", "user.name": "root", "source.user.name": "alice"})
     assert_event(ev[17], {"event.category": ["authentication"], "event.outcome": "failure",
-                          "user.name": "bob", "user.target.name": "root",
+                          "user.name": "bob", "user.effective.name": "root",
                           "process.command_line": "/bin/cat /etc/shadow"})
     assert_event(ev[18], {"event.type": ["denied"], "event.outcome": "failure", "user.name": "mallory",
                           "process.command_line": "/bin/bash"})
     assert_event(ev[19], {"event.action": "su", "event.outcome": "success", "user.name": "alice",
-                          "user.target.name": "root"})
+                          "user.effective.name": "root"})
     assert_event(ev[21], {"event.action": "su", "event.outcome": "failure", "user.name": "bob",
-                          "user.target.name": "postgres"})
+                          "user.effective.name": "postgres"})
     assert_event(ev[22], {"event.category": ["iam"], "event.type": ["user", "creation"],
                           "event.action": "user_created", "user.target.name": "backdoor",
                           "process.pid": 21100})
@@ -225,13 +225,13 @@ def test_rfc3164_variants_fixture(tmp_path, settings) -> None:
       "process.working_directory": "/"}),
     ("Jan 15 10:22:01 h sudo: something unrelated", {"event.dataset": "system.auth", "event.action": None}),
     ("Jan 15 10:22:01 h su: Successful su for root by alice",
-     {"user.name": "alice", "user.target.name": "root", "event.outcome": "success"}),
+     {"user.name": "alice", "user.effective.name": "root", "event.outcome": "success"}),
     ("Jan 15 10:22:01 h groupadd[5]: new group: name=devs, GID=1003",
      {"event.type": ["group", "creation"], "user.target.name": None}),
     ("Jan 15 10:22:01 h userdel[5]: delete user `logr'", {"user.target.name": "logr"}),
     ("Jan 15 10:22:01 h sshd[2]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh "
      "ruser=x rhost=host.example.org user=bob",
-     {"user.name": "bob", "source.user.name": "x", "source.ip": None}),
+     {"user.name": "bob", "source.user.name": "x", "source.ip": None, "source.domain": "host.example.org"}),
 ])
 def test_parse_variants(line: str, expected: dict) -> None:
     row = parse_line(line, Clock(REF))
@@ -441,7 +441,7 @@ def test_real_wazuh_test_lines(tmp_path, settings) -> None:
                        "source.ip": "192.241.237.101"})
     sudo = ev["Jun 25 15:51:13 precise32 sudo:     mike : 1 incorrect password attempt ; TTY=pts/0 ; "
               "PWD=/root ; USER=root ; COMMAND=/bin/ls"]
-    assert_event(sudo, {"host.name": "precise32", "user.name": "mike", "user.target.name": "root",
+    assert_event(sudo, {"host.name": "precise32", "user.name": "mike", "user.effective.name": "root",
                         "event.outcome": "failure", "process.command_line": "/bin/ls",
                         "process.working_directory": "/root"})
     assert sudo["@timestamp"].strftime("%m-%d %H:%M:%S") == "06-25 15:51:13"

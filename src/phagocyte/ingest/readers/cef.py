@@ -44,7 +44,8 @@ _VERSION = re.compile(r"\d{1,3}(?:\.\d{1,3})?")
 _SEV_WORDS = {"low": 3, "medium": 6, "high": 8, "very-high": 10, "very high": 10, "veryhigh": 10}
 PROTO_NUM = {"1": "icmp", "6": "tcp", "17": "udp", "47": "gre", "50": "esp", "58": "ipv6-icmp",
              "132": "sctp"}
-_DIRECT = {"dhost": "destination.domain", "request": "url.full", "requestMethod": "http.request.method",
+_DIRECT = {"dhost": "destination.domain", "shost": "source.domain", "request": "url.full",
+           "requestMethod": "http.request.method",
            "requestClientApplication": "user_agent.original", "fname": "file.name", "filePath": "file.path",
            "act": "event.action", "cat": "rule.category", "dproc": "process.name"}
 """Extension keys copied as they are (the others need a conversion or a choice)."""

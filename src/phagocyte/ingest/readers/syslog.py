@@ -287,11 +287,16 @@ _AUTH = ["authentication"]
 _SESSION = ["session"]
 
 
-def _net(row: dict[str, Any], ip: str | None, port: str | None = None) -> None:
-    ip = valid_ip(ip)
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.?)*")
+
+
+def _net(row: dict[str, Any], host: str | None, port: str | None = None) -> None:
+    ip = valid_ip(host)
     if ip:
         row["source.ip"] = ip
         row["related.ip"] = [ip]
+    elif host and _HOSTNAME.fullmatch(host):
+        row["source.domain"] = host
     if port:
         p = int(port)
         if p <= 65535:
@@ -359,7 +364,7 @@ def _auth(prog: str, msg: str, row: dict[str, Any]) -> None:
             return
         row.update({"event.category": _AUTH, "event.type": ["info"], "event.action": "su",
                     "event.outcome": "failure" if failed else "success", "user.name": user,
-                    "user.target.name": target})
+                    "user.effective.name": target})
     elif prog == "systemd-logind":
         if m := _LOGIND_NEW.match(msg):
             row.update({"event.category": _SESSION, "event.type": ["start"],
@@ -393,7 +398,7 @@ def _sudo(msg: str, row: dict[str, Any]) -> None:
             problem = part.strip()
     if "USER" not in fields:
         return
-    row.update({"user.name": user, "user.target.name": fields["USER"], "event.action": "sudo"})
+    row.update({"user.name": user, "user.effective.name": fields["USER"], "event.action": "sudo"})
     if cmd_at >= 0:
         row["process.command_line"] = rest[cmd_at + 8:]
     if "PWD" in fields:
