@@ -82,3 +82,50 @@ def test_a_broken_mapping_stops_the_run_quickly(tmp_path: Path, settings) -> Non
         assert isinstance(err.value.__cause__, MappingBroken)
     finally:
         REGISTRY.pop(_Broken.name, None)
+
+
+def _eve(i: int) -> str:
+    return (f'{{"timestamp": "2024-01-01T00:00:{i % 60:02d}.000000+0000", "event_type": "dns", '
+            f'"src_ip": "10.0.0.{i % 250}", "dest_ip": "10.0.0.53", "proto": "UDP", "flow_id": {i}}}\n')
+
+
+def test_a_grown_log_file_adds_only_its_new_lines(tmp_path: Path, settings) -> None:
+    f = tmp_path / "eve.json"
+    f.write_text("".join(_eve(i) for i in range(100)))
+    r1, _ = run_ingest([f], settings)
+    assert r1.events == 100
+    with f.open("a") as out:
+        out.write("".join(_eve(i) for i in range(100, 130)))
+    r2, store = run_ingest([f], settings)
+    assert r2.events == 30 and r2.count("ingested") == 1
+    assert any("grown file" in w for w in r2.results[0].warnings)
+    got = rows(store, 'select count(*) n, count(distinct "event.id") d, min("log.file.line") lo, '
+                      'max("log.file.line") hi from events')[0]
+    assert got == {"n": 130, "d": 130, "lo": 1, "hi": 130}
+    new = rows(store, 'select "log.file.line" line, "log.offset" off from events order by 1 desc limit 1')[0]
+    assert new["off"] == len("".join(_eve(i) for i in range(129)).encode())
+    r3, _ = run_ingest([f], settings)  # unchanged since: nothing
+    assert r3.events == 0 and r3.count("duplicate") == 1
+
+
+def test_a_rewritten_file_with_the_same_name_is_read_whole(tmp_path: Path, settings) -> None:
+    f = tmp_path / "eve.json"
+    f.write_text("".join(_eve(i) for i in range(50)))
+    run_ingest([f], settings)
+    f.write_text("".join(_eve(i) for i in range(1000, 1080)))  # rotated: a new, longer content
+    r2, store = run_ingest([f], settings)
+    assert r2.events == 80
+    assert rows(store, "select count(*) n from events")[0]["n"] == 130
+
+
+def test_a_record_caught_mid_write_is_read_whole_next_time(tmp_path: Path, settings) -> None:
+    f = tmp_path / "eve.json"
+    text = "".join(_eve(i) for i in range(10))
+    f.write_text(text + _eve(10)[:20])  # the writer was caught mid-record
+    r1, _ = run_ingest([f], settings)
+    assert r1.events == 10 and r1.quarantined == 1
+    f.write_text(text + _eve(10) + _eve(11))
+    r2, store = run_ingest([f], settings)
+    assert r2.events == 2 and r2.quarantined == 0  # from the start of the cut line
+    got = rows(store, 'select count(*) n, count(distinct "log.file.line") d from events')[0]
+    assert got == {"n": 12, "d": 12}

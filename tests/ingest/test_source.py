@@ -154,3 +154,17 @@ def test_macos_metadata_and_hidden_members_are_skipped(tmp_path: Path) -> None:
         zf.writestr("__MACOSX/logs/._a.json", b"\x00\x05\x16\x07junk")
         zf.writestr("logs/.DS_Store", b"junk")
     assert [s.path for s in _expand([p])] == [f"{p}!logs/a.json"]
+
+
+def test_file_facts_hash_the_complete_lines_apart(tmp_path: Path) -> None:
+    import hashlib
+
+    from phagocyte.ingest.source import file_facts
+
+    p = tmp_path / "f.log"
+    p.write_bytes(b"a\nbb\nccc")
+    f = file_facts(p)
+    assert (f.size, f.newlines, f.complete_size) == (8, 2, 5)
+    assert f.sha256 == hashlib.sha256(b"a\nbb\nccc").hexdigest()
+    assert f.complete_sha256 == hashlib.sha256(b"a\nbb\n").hexdigest()
+    assert file_facts(p, limit=5).sha256 == f.complete_sha256

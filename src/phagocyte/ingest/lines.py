@@ -143,7 +143,7 @@ def iter_line_blocks(
     stream: BinaryIO | None = None,
     *,
     block_rows: int | None = None,
-    start_line: int = 1,
+    start_line: int | None = None,
     arrow: bool = False,
 ) -> Iterator[LineBlock]:
     """Yield blocks of at most `block_rows` non-empty lines from the source (or `stream`).
@@ -154,8 +154,14 @@ def iter_line_blocks(
     own = stream is None
     raw_stream = ctx.source.open() if stream is None else stream
     try:
-        reader, offset = _with_encoding(raw_stream, ctx)
-        line_no = start_line
+        tail = stream is None and ctx.source.start_offset > 0
+        reader: object
+        if tail:  # a grown file: only what was appended since the last read
+            raw_stream.seek(ctx.source.start_offset)
+            reader, offset = _Prepend(b"", raw_stream), ctx.source.start_offset
+        else:
+            reader, offset = _with_encoding(raw_stream, ctx)
+        line_no = start_line if start_line is not None else (ctx.source.start_line if tail else 1)
         buf = b""
         buf_off = offset  # byte offset of buf[0]
         # A line over the limit is skipped chunk by chunk: (line, offset, excerpt, bytes so far).

@@ -13,6 +13,7 @@ scripts.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -31,9 +33,10 @@ import pyarrow.compute as pc
 
 from phagocyte.config import Settings
 from phagocyte.errors import InputError, StoreError
+from phagocyte.ingest.jsondocs import looks_like_json_array
 from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords
 from phagocyte.ingest.reader import ReadContext, Reader, choose, get_reader
-from phagocyte.ingest.source import Source, SourceFailure, iter_sources
+from phagocyte.ingest.source import Source, SourceFailure, file_facts, iter_sources
 from phagocyte.schema import conform
 from phagocyte.store.base import IngestTransaction, SourceRecord, Store
 
@@ -271,10 +274,15 @@ class _Batch:
                 continue
             o.result.quarantined = o.ctx.bad_count
             o.result.warnings = dict(o.ctx.warnings)
+            facts = o.source.facts
             records.append(SourceRecord(
                 id=o.source.id, path=o.source.path, reader=o.reader, table="events",
                 events=o.result.events, quarantined=o.ctx.bad_count, started=self.p.started,
                 committed="", warnings=dict(o.ctx.warnings),
+                file_path=_abs(o.source.path) if facts else None,
+                size=facts.complete_size if facts else None,
+                lines=facts.newlines if facts else None,
+                prefix_sha256=facts.complete_sha256 if facts else None,
             ))
         self.txn.commit(records)
         for o in self.open:
@@ -429,6 +437,26 @@ class _Pipeline:
             self.report.seconds = time.perf_counter() - t0
         return self.report
 
+    def _resume(self, source: Source, reader: Reader) -> bool:
+        """A log file that grew since an earlier ingest is read from where that one ended.
+
+        Only for plain files read line by line, when the earlier content's complete lines are,
+        byte for byte, the start of this one (checked by hash): a rotated or rewritten file with
+        the same name is read whole. A record the earlier read found cut off (the writer was
+        mid-line) is read again, whole, and stays in the quarantine as what was seen then."""
+        facts = source.facts
+        if (facts is None or not reader.resumable or looks_like_json_array(source.head)
+                or source.head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))):
+            return False
+        for prev in self.store.records_for_path(_abs(source.path)):
+            if prev.size is None or prev.lines is None or not 0 < prev.size < facts.size:
+                continue
+            if source.local_path and file_facts(source.local_path, limit=prev.size).sha256 == prev.prefix_sha256:
+                source.start_offset = prev.size
+                source.start_line = prev.lines + 1
+                return True
+        return False
+
     def _failed(self, key: str, res: SourceResult) -> None:
         self.store.record_failure(key, res.path, res.reason or "")
         self.report.results.append(res)
@@ -443,11 +471,15 @@ class _Pipeline:
             reason = f"no reader recognises this content (starts with {source.head[:32]!r})"
             self._failed(source.id, SourceResult(source.path, "unrecognised", reason=reason))
             return
+        ctx = ReadContext(source, self.settings.limits)
+        if self._resume(source, reader):
+            ctx.warn(f"grown file: read from byte {source.start_offset} (line {source.start_line}); "
+                     "the part before was stored by an earlier ingest")
         if self.batch is None:
             self.batch = _Batch(self)
         batch = self.batch
         res = SourceResult(source.path, "reading", reader.name)
-        batch.open.append(_Open(source, reader.name, ReadContext(source, self.settings.limits), res))
+        batch.open.append(_Open(source, reader.name, ctx, res))
         idx = len(batch.open) - 1
         o = batch.open[idx]
         try:
@@ -478,6 +510,10 @@ class _Pipeline:
         if batch.rows >= self.settings.limits.batch_rows or len(batch.open) >= BATCH_SOURCES:
             batch.commit()
             self.batch = None
+
+
+def _abs(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def _failure_key(path: str) -> str:

@@ -92,6 +92,9 @@ class Reader(ABC):
 
     name: ClassVar[str]
     """Short name, used by ``--format`` and stored in the manifest."""
+    resumable: ClassVar[bool] = False
+    """True when every record is one line read through ``iter_line_blocks``: a grown file can
+    then be read from where the last ingest stopped (see ``pipeline``)."""
     description: ClassVar[str]
     """One line for ``phago formats``."""
 

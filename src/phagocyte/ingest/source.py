@@ -175,6 +175,12 @@ class Source:
     head: bytes = b""
     notes: list[str] = field(default_factory=list)
     """Recoverable oddities of the container (shared by the members of one outer file)."""
+    facts: FileFacts | None = None
+    """Hash, size and newline count, for plain files (not archive members)."""
+    start_offset: int = 0
+    """Bytes of the content already stored before this read (a grown file read from here)."""
+    start_line: int = 1
+    """Physical line number of the byte at ``start_offset``."""
     _spill: list[Path] = field(default_factory=list, repr=False)
 
     def open(self) -> BinaryIO:
@@ -205,12 +211,40 @@ class SourceFailure:
     reason: str
 
 
-def _sha256_file(path: Path) -> str:
+@dataclass(frozen=True)
+class FileFacts:
+    """What one read of a plain file tells: its hash and size, and those of its complete lines."""
+
+    sha256: str
+    size: int
+    newlines: int
+    complete_size: int
+    """Bytes up to and including the last newline (a writer may be caught mid-record)."""
+    complete_sha256: str
+
+
+def file_facts(path: Path, limit: int | None = None) -> FileFacts:
+    """Hash (and count the lines of) a file, or of its first `limit` bytes."""
     h = hashlib.sha256()
+    complete = h.copy()
+    size = newlines = complete_size = 0
     with path.open("rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()
+        while True:
+            want = 4 * 1024 * 1024 if limit is None else min(4 * 1024 * 1024, limit - size)
+            chunk = f.read(want) if want > 0 else b""
+            if not chunk:
+                break
+            k = chunk.rfind(b"\n") + 1
+            if k:
+                h.update(chunk[:k])
+                complete = h.copy()
+                complete_size = size + k
+                h.update(chunk[k:])
+            else:
+                h.update(chunk)
+            size += len(chunk)
+            newlines += chunk.count(b"\n")
+    return FileFacts(h.hexdigest(), size, newlines, complete_size, complete.hexdigest())
 
 
 def _hidden_member(name: str) -> bool:
@@ -261,8 +295,8 @@ def iter_sources(
             yield item
             continue
         try:
-            file_id = _sha256_file(item)
-            size = item.stat().st_size
+            facts = file_facts(item)
+            file_id, size = facts.sha256, facts.size
         except OSError as exc:
             yield SourceFailure(str(item), f"cannot read: {exc.strerror or exc}")
             continue
@@ -273,7 +307,10 @@ def iter_sources(
 
         with ExitStack() as stack:
             try:
-                yield from _expand(str(item), file_id, opener, size, item, budget, limits, 0, stack)
+                for src in _expand(str(item), file_id, opener, size, item, budget, limits, 0, stack):
+                    if isinstance(src, Source) and src.local_path == item:
+                        src.facts = facts  # a plain file, not an archive member: may be tailed later
+                    yield src
             except LimitExceeded as exc:
                 yield SourceFailure(str(item), str(exc))
             except (InputError, OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, gzip.BadGzipFile) as exc:

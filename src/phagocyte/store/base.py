@@ -29,6 +29,12 @@ class SourceRecord:
     started: str
     committed: str
     warnings: dict[str, int] = field(default_factory=dict)
+    file_path: str | None = None
+    """For a plain file: its absolute path, and the size, line count and hash of its complete
+    lines, so that a grown file is read from where this source's last full line ended."""
+    size: int | None = None
+    lines: int | None = None
+    prefix_sha256: str | None = None
 
 
 @dataclass
@@ -75,3 +81,6 @@ class Store(Protocol):
 
     def sources(self) -> list[SourceRecord]:
         """Every committed source."""
+
+    def records_for_path(self, file_path: str) -> list[SourceRecord]:
+        """Sources committed from this file path, longest content first (to resume grown files)."""

@@ -321,6 +321,11 @@ class ParquetStore:
                                for p in sorted(mdir.glob("*.json"))] if mdir.exists() else []
         return self._manifests
 
+    def records_for_path(self, file_path: str) -> list[SourceRecord]:
+        """Sources committed from this file path, longest content first."""
+        found = [r for r in self.sources() if r.file_path == file_path]
+        return sorted(found, key=lambda r: r.size or 0, reverse=True)
+
     def sources(self) -> list[SourceRecord]:
         return [SourceRecord(**s) for m in self._load_manifests() for s in m["sources"]]
 

@@ -255,6 +255,7 @@ def parse_cef(line: str, clock: Clock, ctx: ReadContext | None = None) -> dict[s
 @register
 class CefReader(Reader):
     name = "cef"
+    resumable = True
     description = "ArcSight Common Event Format (CEF) lines, bare or behind a syslog header"
 
     def sniff(self, head: bytes, path: str) -> int:

@@ -83,6 +83,7 @@ MAPPING = _build()
 @register
 class JsonLinesReader(Reader):
     name = "jsonl"
+    resumable = True
     description = "Any JSON lines / JSON array of objects (ECS nested or dotted names, or plain app logs)"
 
     def sniff(self, head: bytes, path: str) -> int:

@@ -181,6 +181,7 @@ def parse_leef(line: str, clock: Clock, ctx: ReadContext | None = None) -> dict[
 @register
 class LeefReader(Reader):
     name = "leef"
+    resumable = True
     description = "IBM QRadar LEEF 1.0 / 2.0 lines, bare or behind a syslog header"
 
     def sniff(self, head: bytes, path: str) -> int:

@@ -137,6 +137,7 @@ _ENVELOPE = ("flow_id", "src_ip", "dest_ip", "in_iface", "pcap_cnt", "community_
 @register
 class SuricataEveReader(Reader):
     name = "suricata_eve"
+    resumable = True
     description = "Suricata EVE JSON (eve.json): alert, flow, dns, http, tls, fileinfo, ... events"
 
     def sniff(self, head: bytes, path: str) -> int:

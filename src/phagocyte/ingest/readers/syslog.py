@@ -419,6 +419,7 @@ _BAD = "not a syslog line: no RFC 3164, RFC 5424 or ISO-timestamp header"
 @register
 class SyslogReader(Reader):
     name = "syslog"
+    resumable = True
     description = "Syslog text: RFC 3164 / RFC 5424 lines, Linux auth.log, secure, messages"
 
     def sniff(self, head: bytes, path: str) -> int:

@@ -163,6 +163,7 @@ MAPPING = JsonMapping(_STRUCTURE, _COLUMNS, stages=_STAGES)
 @register
 class WazuhAlertsReader(Reader):
     name = "wazuh"
+    resumable = True
     description = "Wazuh / OSSEC alerts.json (one JSON alert per line)"
 
     def sniff(self, head: bytes, path: str) -> int:
