@@ -68,8 +68,11 @@ def _arrow_lines(data: bytes, first_line: int, first_offset: int, max_len: int) 
             strings.validate(full=True)
         except pa.ArrowInvalid:
             return None
-    solid = np.concatenate(([0], np.cumsum(~_WS_BYTES[arr], dtype=np.int64)))
-    keep = (solid[ends] - solid[starts]) > 0  # a line of only whitespace is blank
+    # A blank line (empty or only whitespace) starts with a whitespace byte (its newline at the
+    # least): look only at those, not at every byte.
+    keep = np.ones(len(ends), dtype=bool)
+    for i in np.flatnonzero(_WS_BYTES[arr[starts]]):
+        keep[i] = bool(data[starts[i]:ends[i]].strip())
     numbers = np.arange(first_line, first_line + len(ends), dtype=np.int64)
     offsets = starts.astype(np.int64) + first_offset
     if not keep.all():

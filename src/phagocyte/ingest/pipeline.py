@@ -369,7 +369,7 @@ class _Pipeline:
         self.started = datetime.now(UTC).isoformat()
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone='UTC'")
-        self.con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
+        self.con.execute(f"SET threads={max(1, (os.cpu_count() or 1) // WORKERS)}")  # the workers share the cores
         self.batch: _Batch | None = None
         self.seen: set[str] = set()
         self._worker = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="phago-ingest")
