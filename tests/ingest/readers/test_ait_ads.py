@@ -130,7 +130,7 @@ def test_big_scenarios_counts_products_and_labels(settings) -> None:
 
 def test_sniff() -> None:
     r = AitAdsReader()
-    body = (FIX / "variants_alerts.txt").read_bytes()
+    body = (FIX / "variants.csv").read_bytes()
     assert r.sniff(body, "x.txt") == 100
     assert r.sniff(codecs.BOM_UTF8 + body, "x.txt") == 100
     assert r.sniff(body.replace(b"\n", b"\r\n"), "x.txt") == 100
@@ -141,7 +141,7 @@ def test_sniff() -> None:
 
 
 def test_variants_quoting_and_mapping(settings) -> None:
-    report, store = run_ingest([FIX / "variants_alerts.txt"], settings)
+    report, store = run_ingest([FIX / "variants.csv"], settings)
     assert report.events == 9 and report.quarantined == 0
     ev = _by_line(store)
     assert sorted(ev) == [2, 3, 4, 5, 6, 7, 8, 9, 11]
@@ -151,7 +151,7 @@ def test_variants_quoting_and_mapping(settings) -> None:
     name = "Wazuh: Multiple web server 400 error codes from same source ip, possible scan"
     assert_event(ev[6], {"rule.name": name, "observer.product": "Wazuh", "host.name": "intranet_server",
                          "tags": ["time_label:dirb", "event_label:dirb"]})
-    assert ev[6]["event.original"] == (FIX / "variants_alerts.txt").read_text().splitlines()[5]
+    assert ev[6]["event.original"] == (FIX / "variants.csv").read_text().splitlines()[5]
     assert_event(ev[7], {"rule.name": 'Suricata: Alert - ET WEB_SERVER "cmd.exe" In URI, Possible Command Execution',
                          "rule.id": "S-Web-Cmd", "observer.vendor": "OISF"})
     assert_event(ev[8], {"@timestamp": datetime(2022, 1, 21, 21, 20, 2, 250000, tzinfo=UTC), "host.ip": None,
@@ -165,7 +165,7 @@ def test_variants_quoting_and_mapping(settings) -> None:
 
 def test_record_spanning_a_block_boundary(settings) -> None:
     small = dataclasses.replace(settings, limits=small_limits(batch_rows=3))
-    report, store = run_ingest([FIX / "variants_alerts.txt"], small)
+    report, store = run_ingest([FIX / "variants.csv"], small)
     assert report.events == 9 and report.quarantined == 0
     assert _by_line(store)[9]["rule.name"] == "AMiner: Value in audit log\nspans two lines"
 
