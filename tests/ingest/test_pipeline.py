@@ -129,3 +129,31 @@ def test_a_record_caught_mid_write_is_read_whole_next_time(tmp_path: Path, setti
     assert r2.events == 2 and r2.quarantined == 0  # from the start of the cut line
     got = rows(store, 'select count(*) n, count(distinct "log.file.line") d from events')[0]
     assert got == {"n": 12, "d": 12}
+
+
+@pytest.mark.parametrize("magic", [b"\x1f\x8b\x08", b"PK\x03\x04", b"PK\x05\x06", b"ElfFile\x00"])
+def test_garbage_behind_a_magic_number_never_breaks_the_run(tmp_path: Path, magic: bytes) -> None:
+    """Random bytes that start like gzip, zip or EVTX: recorded as a failed source, never a crash."""
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    from phagocyte.config import load_settings
+
+    runs = iter(range(10**6))
+
+    @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.binary(max_size=3000))
+    def run(tail: bytes) -> None:
+        n = next(runs)
+        f = tmp_path / f"f{n}.bin"
+        f.write_bytes(magic + tail)
+        report, store = run_ingest([f], load_settings(tmp_path / f"h{n}"))
+        assert len(report.results) >= 1
+        for res in report.results:
+            assert res.status in ("ingested", "failed", "unrecognised")
+            if res.status != "ingested":
+                assert res.reason
+        assert rows(store, "select count(*) n from events")[0]["n"] == report.events
+
+    run()
