@@ -62,7 +62,7 @@ BATCH_SOURCES = 2000
 
 
 class WorkerFailed(StoreError):
-    """Mapping or writing failed on the worker thread (not a bad record: the run stops)."""
+    """Mapping or writing failed on a worker thread (not a bad record: the run stops)."""
 
 
 @dataclass
@@ -157,7 +157,7 @@ class _Pool:
     """JSON records waiting to be mapped, from one or many sources, for one mapping.
 
     Texts are turned into Arrow on the reading thread as they arrive (that conversion holds the
-    GIL), so that the worker thread only maps and writes."""
+    GIL), so that the worker threads only map and write."""
 
     raws: list[pa.Array] = field(default_factory=list)
     lines: list[pa.Array] = field(default_factory=list)
@@ -385,7 +385,7 @@ class _Pipeline:
         return cur
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Queue work for the worker thread; at most IN_FLIGHT jobs wait (bounds memory)."""
+        """Queue work for the workers; at most IN_FLIGHT jobs wait (bounds memory)."""
         self._pending.append(self._worker.submit(fn, *args))
         while len(self._pending) > IN_FLIGHT:
             self._result(self._pending.popleft())
