@@ -157,3 +157,28 @@ def test_garbage_behind_a_magic_number_never_breaks_the_run(tmp_path: Path, magi
         assert rows(store, "select count(*) n from events")[0]["n"] == report.events
 
     run()
+
+
+def test_progress_counts_files_and_bytes_on_disk(tmp_path: Path, settings) -> None:
+    import gzip
+    import zipfile
+
+    from phagocyte.ingest.pipeline import ingest
+    from phagocyte.store.parquet import ParquetStore
+
+    (tmp_path / "in").mkdir()
+    a = tmp_path / "in" / "a.json"
+    a.write_text(_eve(1) + _eve(2))
+    b = tmp_path / "in" / "b.json.gz"
+    b.write_bytes(gzip.compress((_eve(3) * 5).encode()))
+    c = tmp_path / "in" / "c.zip"
+    with zipfile.ZipFile(c, "w") as zf:
+        zf.writestr("x.json", _eve(4))
+        zf.writestr("y.json", _eve(5))
+    seen = []
+    with ParquetStore(settings.store_dir, writable=True) as st:
+        report = ingest([str(tmp_path / "in")], st, settings, on_progress=lambda p: seen.append(
+            (p.files_done, p.bytes_done, p.events)))
+    assert report.events == 9
+    assert seen[-1] == (3, sum(f.stat().st_size for f in (a, b, c)), 9)
+    assert [s[0] for s in seen] == sorted(s[0] for s in seen)  # never goes back

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from phagocyte import __version__
@@ -21,6 +21,7 @@ from phagocyte.errors import PhagocyteError
 from phagocyte.ingest.pipeline import EXIT_ERROR, IngestReport
 from phagocyte.ingest.pipeline import Progress as IngestProgress
 from phagocyte.ingest.pipeline import ingest as run_ingest
+from phagocyte.ingest.source import iter_files
 from phagocyte.store.parquet import ParquetStore
 
 app = typer.Typer(
@@ -49,11 +50,15 @@ def _fail(exc: PhagocyteError) -> typer.Exit:
 
 
 def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None) -> IngestReport:
+    files = [f for f in iter_files([str(p) for p in paths]) if isinstance(f, Path)]
+    total = sum(f.stat().st_size for f in files if f.exists()) or None
     with ParquetStore(settings.store_dir, writable=True) as store:
         columns = (
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
-            TextColumn("{task.fields[files]} files"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[files]}/" + str(len(files)) + " files"),
             TextColumn("{task.fields[events]:,} events"),
             TextColumn("{task.fields[rate]:,.0f} ev/s"),
             TextColumn("{task.fields[skipped]:,} skipped"),
@@ -61,11 +66,11 @@ def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None
             TextColumn("[dim]{task.fields[current]}"),
         )
         with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task("ingest", total=None, files=0, events=0, rate=0.0, skipped=0, current="")
+            task = bar.add_task("ingest", total=total, files=0, events=0, rate=0.0, skipped=0, current="")
 
             def update(p: IngestProgress) -> None:
-                cur = p.current if len(p.current) < 60 else "…" + p.current[-59:]
-                bar.update(task, files=p.sources_done, events=p.events, rate=p.rate,
+                cur = p.current if len(p.current) < 50 else "…" + p.current[-49:]
+                bar.update(task, completed=p.bytes_done, files=p.files_done, events=p.events, rate=p.rate,
                            skipped=p.skipped, current=cur)
 
             report = run_ingest([str(p) for p in paths], store, settings, format=fmt, on_progress=update)

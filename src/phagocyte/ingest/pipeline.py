@@ -14,6 +14,7 @@ scripts.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import os
 import threading
@@ -127,6 +128,10 @@ class Progress:
     """What the pipeline tells its caller after every batch and every source."""
 
     sources_done: int = 0
+    files_done: int = 0
+    """Files on disk finished (an archive counts once, whatever its members)."""
+    bytes_done: int = 0
+    """Their sizes on disk, for a progress bar against the total the caller measured."""
     events: int = 0
     skipped: int = 0
     """Records quarantined plus sources not read."""
@@ -408,7 +413,11 @@ class _Pipeline:
     def run(self, paths: list[str | os.PathLike[str]]) -> IngestReport:
         t0 = time.perf_counter()
         try:
+            container: Path | None = None
             for item in iter_sources(paths, self.settings.limits):
+                if item.container != container:
+                    self._file_done(container)
+                    container = item.container
                 if isinstance(item, SourceFailure):
                     self._failed(_failure_key(item.path), SourceResult(item.path, "failed", reason=item.reason))
                 else:
@@ -419,6 +428,7 @@ class _Pipeline:
                         item.cleanup()
                 self.progress.sources_done += 1
                 self._tick()
+            self._file_done(container)
             if self.batch is not None:
                 self.batch.commit()
                 self.batch = None
@@ -456,6 +466,12 @@ class _Pipeline:
                 source.start_line = prev.lines + 1
                 return True
         return False
+
+    def _file_done(self, container: Path | None) -> None:
+        if container is not None:
+            self.progress.files_done += 1
+            with contextlib.suppress(OSError):
+                self.progress.bytes_done += container.stat().st_size
 
     def _failed(self, key: str, res: SourceResult) -> None:
         self.store.record_failure(key, res.path, res.reason or "")

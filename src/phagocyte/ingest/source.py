@@ -181,6 +181,8 @@ class Source:
     """Bytes of the content already stored before this read (a grown file read from here)."""
     start_line: int = 1
     """Physical line number of the byte at ``start_offset``."""
+    container: Path | None = None
+    """The file named or found on disk that this source comes from (itself, or its archive)."""
     _spill: list[Path] = field(default_factory=list, repr=False)
 
     def open(self) -> BinaryIO:
@@ -209,6 +211,7 @@ class SourceFailure:
 
     path: str
     reason: str
+    container: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,7 @@ def iter_sources(
         with ExitStack() as stack:
             try:
                 for src in _expand(str(item), file_id, opener, size, item, budget, limits, 0, stack):
+                    src.container = item
                     if isinstance(src, Source) and src.local_path == item:
                         src.facts = facts  # a plain file, not an archive member: may be tailed later
                     yield src
