@@ -16,7 +16,7 @@ from typing import Any
 from phagocyte.ingest.lines import iter_line_blocks
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext
 
-__all__ = ["JsonBlock", "first_json_object", "iter_json_blocks", "looks_like_json_array"]
+__all__ = ["JsonBlock", "first_json_object", "iter_json_blocks", "looks_like_json_array", "read_document"]
 
 JsonBlock = tuple[list[str], list[int | None], list[int | None]]
 """(record texts, 1-based start lines, byte offsets)."""
@@ -65,20 +65,36 @@ def iter_json_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
 _WS = " \t\r\n"
 
 
-def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
-    """Split a top-level array into element texts without building Python objects for them."""
+def read_document(ctx: ReadContext) -> tuple[str, int] | None:
+    """The whole source as text (bounded by ``max_json_document_bytes``), for formats that must be
+    parsed as one document; returns (text, bytes of byte-order mark skipped), or None when the
+    document is over the limit (quarantined). UTF-16 is transcoded; text that is not UTF-8 is
+    read as Latin-1 and counted as a warning."""
     limit = ctx.limits.max_json_document_bytes
     with ctx.source.open() as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        ctx.bad(f"JSON array document larger than {limit} bytes: not read", line=1, offset=0,
+        ctx.bad(f"JSON document larger than {limit} bytes: not read", line=1, offset=0,
                 raw=data[:EXCERPT_BYTES])
-        return
+        return None
+    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            ctx.warn(f"source transcoded from {enc}; offsets count UTF-8 bytes")
+            return data[2:].decode(enc, errors="replace"), 2
+    skip = 3 if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = data.decode("utf-8-sig")
+        return data[skip:].decode("utf-8"), skip
     except UnicodeDecodeError:
         ctx.warn("document not UTF-8, decoded as Latin-1")
-        text = data.decode("latin-1")
+        return data[skip:].decode("latin-1"), skip
+
+
+def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
+    """Split a top-level array into element texts without building Python objects for them."""
+    doc = read_document(ctx)
+    if doc is None:
+        return
+    text = doc[0]
     decoder = json.JSONDecoder()
     pos = text.index("[") + 1
     line, line_pos = 1 + text.count("\n", 0, pos), pos

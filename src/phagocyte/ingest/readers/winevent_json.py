@@ -22,7 +22,13 @@ import json
 import re
 from collections.abc import Iterator
 
-from phagocyte.ingest.jsondocs import JsonBlock, first_json_object, iter_json_blocks, looks_like_json_array
+from phagocyte.ingest.jsondocs import (
+    JsonBlock,
+    first_json_object,
+    iter_json_blocks,
+    looks_like_json_array,
+    read_document,
+)
 from phagocyte.ingest.jsonmap import JsonMapping, JsonRecords, bounded_ts, int_expr, sql_str
 from phagocyte.ingest.reader import EXCERPT_BYTES, ReadContext, Reader, register
 from phagocyte.ingest.windows import windows_stages
@@ -312,30 +318,13 @@ def _multiline(head: bytes) -> bool:
     return head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and looks_like_json_array(text)
 
 
-def _decode(data: bytes, ctx: ReadContext) -> tuple[str, int]:
-    for bom, enc in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
-        if data.startswith(bom):
-            ctx.warn(f"source transcoded from {enc}; offsets count UTF-8 bytes")
-            return data[2:].decode(enc, errors="replace"), 2
-    skip = 3 if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[skip:].decode("utf-8"), skip
-    except UnicodeDecodeError:
-        ctx.warn("document not UTF-8, decoded as Latin-1")
-        return data[skip:].decode("latin-1"), skip
-
-
 def _document_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
     """Split concatenated (pretty-printed) JSON objects, optionally inside one top-level array;
     text between them that is not JSON is quarantined up to the next line starting with '{'."""
-    limit = ctx.limits.max_json_document_bytes
-    with ctx.source.open() as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        ctx.bad(f"JSON document larger than {limit} bytes: not read", line=1, offset=0,
-                raw=data[:EXCERPT_BYTES])
+    doc = read_document(ctx)
+    if doc is None:
         return
-    text, base = _decode(data, ctx)
+    text, base = doc
     decoder = json.JSONDecoder()
     ascii_only = text.isascii()
     n, pos, line, line_pos, byte_pos, byte_at = len(text), 0, 1, 0, base, 0
