@@ -71,3 +71,39 @@ def assert_event(event: dict[str, object], expected: dict[str, object]) -> None:
     """Every expected field has exactly the expected value (one message listing all differences)."""
     diffs = {k: (event.get(k), v) for k, v in expected.items() if event.get(k) != v}
     assert not diffs, "field mismatches (got, expected): " + repr(diffs)
+
+
+def require_services() -> bool:
+    """CI sets PHAGO_REQUIRE_SERVICES=1: a missing server (PostgreSQL, Chromium) fails instead of skipping."""
+    return os.environ.get("PHAGO_REQUIRE_SERVICES") == "1"
+
+
+def missing_service(msg: str) -> None:
+    if require_services():
+        pytest.fail(msg + " (PHAGO_REQUIRE_SERVICES=1)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def case_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty case database: a SQLite file, or a new schema on the PostgreSQL server named by
+    PHAGO_TEST_PG_URL (`.ci/run` starts one; e.g. postgresql+psycopg://phago:phago@127.0.0.1/phago_test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cases.db'}"
+        return
+    base = os.environ.get("PHAGO_TEST_PG_URL")
+    if not base:
+        missing_service("PHAGO_TEST_PG_URL is not set: no PostgreSQL server to test against")
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    engine = create_engine(str(base))
+    with engine.begin() as con:
+        con.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in str(base) else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as con:
+        con.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()

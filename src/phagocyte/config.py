@@ -43,6 +43,16 @@ class Limits:
 class Settings:
     home: Path
     limits: Limits = field(default_factory=Limits)
+    cases_url: str | None = None
+    """SQLAlchemy URL of the case store; default a SQLite file in the home folder."""
+    api_rate: int = 100
+    """API requests per second per token (bursts of twice that)."""
+    api_max_body: int = 32 * _MiB
+    """Largest API request body (an NDJSON ingest batch)."""
+
+    @property
+    def cases_db(self) -> str:
+        return self.cases_url or f"sqlite:///{self.home / 'cases.db'}"
 
     @property
     def store_dir(self) -> Path:
@@ -76,4 +86,5 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         max_ratio=float(_int_env("PHAGO_MAX_RATIO", int(d.max_ratio))),
         batch_rows=_int_env("PHAGO_BATCH_ROWS", d.batch_rows),
     )
-    return Settings(home=root, limits=limits)
+    return Settings(home=root, limits=limits, cases_url=os.environ.get("PHAGO_CASES_URL") or None,
+                    api_rate=_int_env("PHAGO_API_RATE", 100), api_max_body=_int_env("PHAGO_API_MAX_BODY", 32 * _MiB))

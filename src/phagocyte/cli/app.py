@@ -247,3 +247,6 @@ def version() -> None:
 def main() -> None:
     app()
 
+
+# Sub-commands of other domains register themselves on `app` when imported.
+from phagocyte.cli import cases as _cases  # noqa: E402, F401

@@ -383,9 +383,11 @@ class ParquetStore:
         self._con = con
         return con
 
-    def query(self, sql: str) -> pa.Table:
-        """One read-only SELECT (or WITH ... SELECT) over the views."""
-        con = self.connect()
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """One read-only SELECT (or WITH ... SELECT) over the views; `params` bind `?` placeholders.
+
+        Each call runs on its own cursor, so threads (API requests) may query at once."""
+        con = self.connect().cursor()
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
@@ -395,9 +397,13 @@ class ParquetStore:
         if statements[0].type != duckdb.StatementType.SELECT:
             raise QueryError(f"only SELECT queries are allowed, not {statements[0].type.name}")
         try:
+            if params:
+                return con.sql(sql, params=params).to_arrow_table()
             return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
+        finally:
+            con.close()
 
     def stats(self) -> StoreStats:
         con = self.connect()

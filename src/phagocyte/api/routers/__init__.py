@@ -1,0 +1,1 @@
+"""One router per domain (Tracecat style); each route names its minimum role."""
