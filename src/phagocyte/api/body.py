@@ -13,13 +13,13 @@ __all__ = ["ndjson", "read_limited"]
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {limit} bytes")
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -38,5 +38,5 @@ def ndjson(body: bytes, *, max_lines: int) -> list[dict[str, Any]]:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"line {n}: not a JSON object")
         out.append(obj)
         if len(out) > max_lines:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"more than {max_lines} lines")
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"more than {max_lines} lines")
     return out

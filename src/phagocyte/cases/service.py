@@ -304,7 +304,8 @@ class CaseStore:
                 target.entities = _merge_entities(target.entities, o.entities)
                 target.tactics = list(dict.fromkeys([*target.tactics, *o.tactics]))
                 target.reasons = [*target.reasons, *[r for r in o.reasons if r not in target.reasons]]
-                target.alert_count += o.alert_count
+                # Count alerts, not references: the same alert in both incidents counts once.
+                target.alert_count = len(target.alert_refs) or target.alert_count + o.alert_count
                 target.score = max(target.score, o.score)
                 firsts = [t for t in (target.first_seen, o.first_seen) if t]
                 lasts = [t for t in (target.last_seen, o.last_seen) if t]
