@@ -40,7 +40,7 @@ def test_unauthenticated_and_wrong_role_requests_are_refused_everywhere(api: Api
 
 def test_console_pages_need_a_login(sqlite_api: Api) -> None:
     c = sqlite_api.client
-    for method, path, role in route_roles(sqlite_api.app):
+    for method, path, _role in route_roles(sqlite_api.app):
         if path.startswith("/api/") or path in ("/login", "/logout"):
             continue
         r = c.request(method, _url(path), follow_redirects=False, data={"csrf": "x"})

@@ -94,7 +94,7 @@ def _entity_kind(key: str) -> str | None:
     k = key.lower()
     if k.endswith("ip") or k in ("ip", "source.ip", "destination.ip", "host.ip"):
         return "ip"
-    if "domain" in k or k in ("hosts", "related.hosts"):
+    if "domain" in k or k.startswith("dns") or k in ("hosts", "related.hosts"):
         return "domain"
     if "url" in k:
         return "url"

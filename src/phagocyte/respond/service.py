@@ -291,6 +291,7 @@ def _is_public_ip(value: str) -> bool:
 
 
 def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
+    """Shareable indicators: public addresses, domains, URLs and hashes (internal addresses are not IOCs)."""
     out: list[tuple[str, str]] = []
     ents = incident.get("entities") or {}
     for key, values in ents.items():
@@ -299,7 +300,8 @@ def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
             v = str(v)
             try:
                 ip = ipaddress.ip_address(v)
-                out.append(("ipv6-addr" if ip.version == 6 else "ipv4-addr", v))
+                if _is_public_ip(v):
+                    out.append(("ipv6-addr" if ip.version == 6 else "ipv4-addr", v))
                 continue
             except ValueError:
                 pass
@@ -307,7 +309,7 @@ def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
                 out.append(("file", v))
             elif "url" in k:
                 out.append(("url", v))
-            elif "domain" in k or k in ("dns", "hosts"):
+            elif "domain" in k or k.startswith("dns") or k in ("hosts", "related.hosts"):
                 out.append(("domain-name", v))
     return out
 
@@ -315,7 +317,7 @@ def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
 def stix_bundle(incident: dict[str, Any]) -> dict[str, Any]:
     """A STIX 2.1 bundle: one indicator per IP, domain, URL or hash of the incident (built and validated by `stix2`)."""
     objects: list[Any] = []
-    valid_from = incident.get("first_seen") or datetime.now(UTC).isoformat()
+    valid_from: Any = incident.get("first_seen") or datetime.now(UTC)
     for kind, value in _observables(incident):
         esc = value.replace("\\", "\\\\").replace("'", "\\'")
         if kind == "file":
