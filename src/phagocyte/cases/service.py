@@ -189,6 +189,8 @@ class CaseStore:
             for doc in docs:
                 if not isinstance(doc, Mapping) or not doc.get("id"):
                     raise CaseError("an incident needs an `id`")
+                if len(str(doc["id"])) > 64:
+                    raise CaseError(f"incident id longer than 64 characters: {str(doc['id'])[:80]!r}")
                 disposition = str(doc.get("disposition") or "escalate")
                 if disposition not in DISPOSITIONS:
                     raise CaseError(f"incident {doc['id']}: disposition {disposition!r} not in {DISPOSITIONS}")

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -156,7 +157,8 @@ def run_playbook(request: Request, incident_id: str, csrf: Annotated[str, Form()
 
 
 @router.post("/runs/{run_id}/decide")
-def decide(request: Request, run_id: int, csrf: Annotated[str, Form()], decision: Annotated[str, Form()]) -> Response:
+def decide(request: Request, run_id: Annotated[int, PathParam(ge=1, le=2**62)], csrf: Annotated[str, Form()],
+           decision: Annotated[str, Form()]) -> Response:
     who = _check(request, csrf)
     responder = request.app.state.responder
     try:

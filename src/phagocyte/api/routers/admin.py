@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from phagocyte.api.auth import require
 from phagocyte.api.schemas import TokenIn
@@ -46,6 +46,6 @@ def create_token(request: Request, body: TokenIn, who: Admin) -> dict[str, str]:
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(request: Request, token_id: int, who: Admin) -> dict[str, bool]:
+def revoke_token(request: Request, token_id: Annotated[int, Path(ge=1, le=2**62)], who: Admin) -> dict[str, bool]:
     request.app.state.cases.revoke_token(token_id, who.name)
     return {"revoked": True}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from phagocyte.api.auth import require
 from phagocyte.api.body import ndjson, read_limited
 from phagocyte.api.schemas import CommentIn, IncidentPatch, MergeIn, SplitIn, VerdictIn
 from phagocyte.cases.service import Principal
 
+IncidentId = Annotated[str, Path(max_length=64)]
 router = APIRouter(prefix="/api/incidents", tags=["incidents"])
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Analyst = Annotated[Principal, Depends(require("analyst"))]
@@ -43,34 +44,34 @@ def merge(request: Request, body: MergeIn, who: Analyst) -> dict[str, Any]:
 
 
 @router.get("/{incident_id}")
-def get_incident(request: Request, incident_id: str, _: Viewer) -> dict[str, Any]:
+def get_incident(request: Request, incident_id: IncidentId, _: Viewer) -> dict[str, Any]:
     return dict(request.app.state.cases.get(incident_id))
 
 
 @router.patch("/{incident_id}")
-def patch_incident(request: Request, incident_id: str, body: IncidentPatch, who: Analyst) -> dict[str, Any]:
+def patch_incident(request: Request, incident_id: IncidentId, body: IncidentPatch, who: Analyst) -> dict[str, Any]:
     return dict(request.app.state.cases.update(incident_id, who.name, status=body.status, assignee=body.assignee))
 
 
 @router.post("/{incident_id}/comments")
-def add_comment(request: Request, incident_id: str, body: CommentIn, who: Analyst) -> dict[str, Any]:
+def add_comment(request: Request, incident_id: IncidentId, body: CommentIn, who: Analyst) -> dict[str, Any]:
     return dict(request.app.state.cases.comment(incident_id, who.name, body.text))
 
 
 @router.post("/{incident_id}/verdict")
-def set_verdict(request: Request, incident_id: str, body: VerdictIn, who: Analyst) -> dict[str, Any]:
+def set_verdict(request: Request, incident_id: IncidentId, body: VerdictIn, who: Analyst) -> dict[str, Any]:
     """True positive, false positive or benign true positive; resolves the incident and feeds triage learning."""
     return dict(request.app.state.cases.verdict(incident_id, who.name, body.verdict, body.note))
 
 
 @router.post("/{incident_id}/split")
-def split(request: Request, incident_id: str, body: SplitIn, who: Analyst) -> dict[str, Any]:
+def split(request: Request, incident_id: IncidentId, body: SplitIn, who: Analyst) -> dict[str, Any]:
     """Move the listed alert references into a new incident."""
     return dict(request.app.state.cases.split(incident_id, body.alert_refs, who.name))
 
 
 @router.get("/{incident_id}/timeline")
-def timeline(request: Request, incident_id: str, _: Viewer) -> dict[str, Any]:
+def timeline(request: Request, incident_id: IncidentId, _: Viewer) -> dict[str, Any]:
     """Everything done to the incident (audit entries), newest first."""
     cases = request.app.state.cases
     cases.get(incident_id)
