@@ -31,6 +31,8 @@ class Incident(Base):
     title: Mapped[str] = mapped_column(String(300), default="")
     score: Mapped[float] = mapped_column(Float, default=0.0, index=True)
     disposition: Mapped[str] = mapped_column(String(16), default="escalate", index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    """Queue order of the disposition (0 escalate, 1 monitor, 2 auto_close), indexed with the score."""
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
     assignee: Mapped[str | None] = mapped_column(String(100), nullable=True)
     verdict: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import case, create_engine, func, or_, select
+from sqlalchemy import create_engine, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +44,7 @@ STATUSES = ("new", "in_progress", "resolved")
 VERDICTS = ("true_positive", "false_positive", "benign_true_positive")
 DISPOSITIONS = ("escalate", "monitor", "auto_close")
 ROLES = ("viewer", "analyst", "admin")
+PRIORITY = {"escalate": 0, "monitor": 1, "auto_close": 2}
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -185,7 +186,11 @@ class CaseStore:
         """Add triage's incidents (the `phago triage` JSON contract). An incident already here keeps
         what analysts did to it (status, assignee, verdict); its evidence and score are refreshed."""
         created = updated = 0
+        docs = list(docs)
         with self.session() as s:
+            ids = [str(d["id"]) for d in docs if isinstance(d, Mapping) and d.get("id")]
+            known = {i.id: i for k in range(0, len(ids), 500)
+                     for i in s.scalars(select(Incident).where(Incident.id.in_(ids[k:k + 500])))}
             for doc in docs:
                 if not isinstance(doc, Mapping) or not doc.get("id"):
                     raise CaseError("an incident needs an `id`")
@@ -197,15 +202,18 @@ class CaseStore:
                 refs = list(doc.get("alert_refs") or [])
                 fields: dict[str, Any] = {
                     "title": _title(doc), "score": float(doc.get("score") or 0.0), "disposition": disposition,
+                    "priority": PRIORITY[disposition],
                     "summary": str(doc.get("summary") or ""), "first_seen": _ts(doc.get("first_seen")),
                     "last_seen": _ts(doc.get("last_seen")), "entities": dict(doc.get("entities") or {}),
                     "tactics": list(doc.get("tactics") or []), "reasons": list(doc.get("reasons") or []),
                     "alert_refs": refs, "evidence": list(doc.get("evidence") or []),
                 }
                 fields["alert_count"] = int(doc.get("alert_count") or len(refs))
-                inc = s.get(Incident, str(doc["id"]))
+                inc = known.get(str(doc["id"]))
                 if inc is None:
-                    s.add(Incident(id=str(doc["id"]), status="new", created=now(), updated=now(), **fields))
+                    inc = Incident(id=str(doc["id"]), status="new", created=now(), updated=now(), **fields)
+                    s.add(inc)
+                    known[inc.id] = inc
                     self._audit(s, actor, "incident.created", str(doc["id"]), score=fields["score"])
                     created += 1
                 else:
@@ -215,8 +223,7 @@ class CaseStore:
         return {"created": created, "updated": updated}
 
     def _order(self) -> Any:
-        rank = case({"escalate": 0, "monitor": 1, "auto_close": 2}, value=Incident.disposition, else_=3)
-        return (rank, Incident.score.desc(), Incident.last_seen.desc(), Incident.id)
+        return (Incident.priority, Incident.score.desc(), Incident.id)
 
     def queue(self, *, status: str | None = None, disposition: str | None = None, limit: int = 50,
               offset: int = 0) -> list[dict[str, Any]]:
@@ -314,7 +321,7 @@ class CaseStore:
                 target.first_seen = min(firsts) if firsts else None
                 target.last_seen = max(lasts) if lasts else None
                 if o.disposition == "escalate":
-                    target.disposition = "escalate"
+                    target.disposition, target.priority = "escalate", PRIORITY["escalate"]
                 o.merged_into = target.id
                 self._audit(s, actor, "incident.merged", o.id, into=target.id)
             self._audit(s, actor, "incident.merge", target.id, merged=[o.id for o in others])
@@ -331,7 +338,7 @@ class CaseStore:
             keep = [r for r in inc.alert_refs if r not in moving]
             ev_move = [e for e in inc.evidence if e.get("ref") in moving]
             new = Incident(id=new_id, title=f"split of {inc.title}"[:300], score=inc.score,
-                           disposition=inc.disposition, status="new", summary=inc.summary,
+                           disposition=inc.disposition, priority=inc.priority, status="new", summary=inc.summary,
                            first_seen=inc.first_seen, last_seen=inc.last_seen, alert_count=len(moving),
                            entities=dict(inc.entities), tactics=list(inc.tactics), reasons=list(inc.reasons),
                            alert_refs=moving, evidence=ev_move, created=now(), updated=now())

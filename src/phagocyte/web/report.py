@@ -1,0 +1,50 @@
+"""The static HTML report of a run: the incident queue and each incident's page in one self-contained file.
+
+Same content as the console (summary, tactics in kill-chain order, reasons, entity graph,
+evidence with `file:line` references), with the stylesheet inlined and no script, so the file can
+be mailed or archived and opened anywhere without a server.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from phagocyte.attack import tactic_rank
+from phagocyte.web.graph import entity_graph
+
+__all__ = ["write_html_report"]
+
+_HERE = Path(__file__).parent
+_env = Environment(loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"]))
+
+
+def _first(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if d.get(k) not in (None, ""):
+            return d[k]
+    return ""
+
+
+def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str = "Phagocyte run",
+                      stats: dict[str, Any] | None = None, max_incidents: int = 200) -> Path:
+    """Write the report; incidents are shown in queue order (escalate, monitor, auto_close; by score)."""
+    order = {"escalate": 0, "monitor": 1, "auto_close": 2}
+    ranked = sorted(incidents, key=lambda i: (order.get(str(i.get("disposition")), 3), -float(i.get("score") or 0)))
+    shown = []
+    for inc in ranked[:max_incidents]:
+        evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, "@timestamp", "timestamp", "time")))
+        shown.append({"inc": inc, "evidence": evidence[:200],
+                      "tactics": sorted(inc.get("tactics") or [], key=tactic_rank),
+                      "graph": entity_graph(inc.get("entities") or {})})
+    counts = {d: sum(1 for i in incidents if i.get("disposition") == d) for d in order}
+    html = _env.get_template("report.html").render(
+        title=title, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), items=shown, total=len(incidents),
+        counts=counts, stats=stats or {}, css=(_HERE / "static" / "console.css").read_text(encoding="utf-8"),
+        first=_first, more=max(0, len(ranked) - max_incidents))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
