@@ -1,0 +1,40 @@
+"""`phago token` and `phago cases` from the shell (in-process, real SQLite store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from phagocyte.cases.service import CaseStore
+from phagocyte.cli.app import app
+
+runner = CliRunner()
+
+
+def test_token_create_list_revoke(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path)]
+    res = runner.invoke(app, ["token", "create", "--role", "analyst", "--name", "alice", *home])
+    assert res.exit_code == 0, res.output
+    token = res.output.strip()
+    assert token.startswith("phago_") and len(token) > 40
+    p = CaseStore(f"sqlite:///{tmp_path / 'cases.db'}").verify_token(token)
+    assert p is not None and (p.name, p.role) == ("alice", "analyst")
+    listed = runner.invoke(app, ["token", "list", *home]).output
+    assert "alice" in listed and token not in listed
+    assert runner.invoke(app, ["token", "create", "--role", "root", *home]).exit_code == 1
+    assert runner.invoke(app, ["token", "revoke", "1", *home]).exit_code == 0
+    assert CaseStore(f"sqlite:///{tmp_path / 'cases.db'}").verify_token(token) is None
+
+
+def test_cases_import_and_list(tmp_path: Path) -> None:
+    f = tmp_path / "incidents.jsonl"
+    f.write_text(json.dumps({"id": "i1", "score": 0.8, "disposition": "escalate", "summary": "s",
+                             "title": "Brute force on web1", "alert_refs": ["auth.log:3"]}) + "\n")
+    home = ["--home", str(tmp_path)]
+    res = runner.invoke(app, ["cases", "import", str(f), *home])
+    assert res.exit_code == 0 and "1 incidents created" in res.output
+    assert "Brute force on web1" in runner.invoke(app, ["cases", "list", *home]).output
+    f.write_text("{broken\n")
+    assert runner.invoke(app, ["cases", "import", str(f), *home]).exit_code == 1
