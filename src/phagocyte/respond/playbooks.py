@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phagocyte import safeyaml
+
 __all__ = ["BUILTIN_DIR", "DESTRUCTIVE", "Playbook", "Step", "Trigger", "load_playbooks"]
 
 BUILTIN_DIR = Path(__file__).parent / "playbooks"
@@ -86,9 +88,7 @@ def load_playbooks(dirs: list[Path]) -> tuple[dict[str, Playbook], list[str]]:
         for f in sorted([*d.glob("*.yml"), *d.glob("*.yaml")]):
             try:
                 raw = f.read_bytes()
-                if len(raw) > MAX_PLAYBOOK_BYTES:
-                    raise ValueError(f"larger than {MAX_PLAYBOOK_BYTES} bytes")
-                doc = yaml.safe_load(raw)
+                doc = safeyaml.load(raw, max_bytes=MAX_PLAYBOOK_BYTES)
                 if not isinstance(doc, dict):
                     raise ValueError("not a YAML mapping")
                 doc["version"] = hashlib.sha256(raw).hexdigest()[:16]
