@@ -53,7 +53,8 @@ def test_huge_playbook_is_refused(tmp_path: Path) -> None:
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     pairs = zip("abcdefgh", "bcdefghi", strict=True)
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in pairs)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    bomb += "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in pairs)
     (tmp_path / "bomb.yml").write_text(bomb + "name: bomb\nsteps: []\n")
     books, errors = load_playbooks([tmp_path])
     assert not books and "aliases are not accepted" in errors[0]
