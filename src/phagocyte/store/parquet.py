@@ -234,6 +234,7 @@ class ParquetStore:
         self.root = Path(root)
         self._lock_fd: int | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._query_lock = threading.Lock()
         self._manifests: list[dict[str, Any]] | None = None
         self._source_ids: set[str] | None = None
         self._dirs: set[Path] = set()
@@ -386,8 +387,13 @@ class ParquetStore:
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """One read-only SELECT (or WITH ... SELECT) over the views; `params` bind `?` placeholders.
 
-        Each call runs on its own cursor, so threads (API requests) may query at once."""
-        con = self.connect().cursor()
+        Calls from several threads (API requests) take turns on the one connection, which carries the
+        session settings (UTC time zone, locked configuration) that a fresh cursor would not."""
+        with self._query_lock:
+            return self._query(sql, params)
+
+    def _query(self, sql: str, params: list[Any] | None) -> pa.Table:
+        con = self.connect()
         try:
             statements = con.extract_statements(sql)
         except duckdb.Error as exc:
@@ -402,8 +408,6 @@ class ParquetStore:
             return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from exc
-        finally:
-            con.close()
 
     def stats(self) -> StoreStats:
         con = self.connect()
