@@ -80,6 +80,8 @@ def test_analyst_journey_in_chromium(server: tuple[str, str]) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True, args=args)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
         page.goto(base + "/")
         assert "/login" in page.url
         page.fill("#token", token)
@@ -88,12 +90,15 @@ def test_analyst_journey_in_chromium(server: tuple[str, str]) -> None:
         page.screenshot(path=str(SHOTS / "1-queue.png"), full_page=True)
         first = page.locator("#queue a.incident-link").first
         expect(first).to_have_text(INCIDENTS[0]["title"])
-        first.click()
+        page.keyboard.press("j")  # keyboard: select the top incident, open it
+        expect(page.locator("#queue tbody tr.sel")).to_have_count(1)
+        page.keyboard.press("o")
         page.wait_for_selector("#summary")
         expect(page.locator("#summary")).to_contain_text("dumped LSASS")
         page.screenshot(path=str(SHOTS / "2-incident.png"), full_page=True)
         page.click("#v-tp")
         expect(page.locator("#verdict")).to_have_text("true positive")
+        assert dialogs == ["True positive?"]  # destructive buttons ask first
         page.select_option("#playbook", "block-source-ip")
         page.click("#run-playbook")
         expect(page.locator(".run .run-status").first).to_have_text("awaiting approval")
