@@ -156,6 +156,27 @@ def run_playbook(request: Request, incident_id: str, csrf: Annotated[str, Form()
     return RedirectResponse(f"/incidents/{quote(incident_id)}#runs", status_code=303)
 
 
+@router.post("/incidents/merge")
+def merge(request: Request, csrf: Annotated[str, Form()], ids: Annotated[list[str], Form()]) -> Response:
+    who = _check(request, csrf)
+    try:
+        target = request.app.state.cases.merge(ids[:100], who.name)
+    except CaseError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return RedirectResponse(f"/incidents/{quote(target['id'])}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/split")
+def split(request: Request, incident_id: str, csrf: Annotated[str, Form()],
+          refs: Annotated[list[str], Form()]) -> Response:
+    who = _check(request, csrf)
+    try:
+        new = request.app.state.cases.split(incident_id, refs[:10_000], who.name)
+    except CaseError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return RedirectResponse(f"/incidents/{quote(new['id'])}", status_code=303)
+
+
 @router.post("/runs/{run_id}/decide")
 def decide(request: Request, run_id: Annotated[int, PathParam(ge=1, le=2**62)], csrf: Annotated[str, Form()],
            decision: Annotated[str, Form()]) -> Response:
