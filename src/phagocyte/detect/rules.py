@@ -1,0 +1,180 @@
+"""Loading Sigma rule folders: every rule compiles or gets its own clear error; the others run.
+
+pySigma parses each file (rules, correlation rules, filters; its default policy checks `|re`
+patterns with RE2), filters are applied to the rules they name, correlation rules are resolved
+against the rules loaded with them, then each rule goes through our processing pipeline and back
+end. One bad file or rule never stops the set: it becomes a `RuleError` with its path and reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from phagocyte import __version__
+from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
+from phagocyte.detect.sigma.backend import CompiledRule, compile_rule
+from phagocyte.detect.sigma.pipeline import phagocyte_pipeline
+
+__all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
+
+BUILTIN_RULES = Path(__file__).parent / "rules"
+"""Phagocyte's own rule pack (original rules; the SigmaHQ set comes with `--rules` or `phago rules sync`)."""
+MAX_RULE_BYTES = 1024 * 1024
+"""A rule file larger than this is refused unread (SigmaHQ's largest is ~60 KB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    """A rule file or rule that cannot run, and why."""
+
+    path: str
+    reason: str
+    rule_id: str | None = None
+    title: str | None = None
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """Compiled rules and correlations, with the errors of those that did not compile."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.rules) + len(self.correlations) + len(self.errors)
+
+    def by_id(self) -> dict[str, CompiledRule]:
+        return {r.id: r for r in self.rules}
+
+
+def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The `.yml`/`.yaml` files under `paths`, sorted, hidden files and folders skipped."""
+    for p in map(Path, paths):
+        if p.is_file():
+            yield p
+            continue
+        for f in sorted(p.rglob("*")):
+            if f.suffix.lower() in (".yml", ".yaml") and f.is_file() and \
+                    not any(part.startswith(".") for part in f.relative_to(p).parts):
+                yield f
+
+
+def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule]:
+    try:
+        size = path.stat().st_size
+        if size > MAX_RULE_BYTES:
+            errors.append(RuleError(str(path), f"file too large ({size:,} bytes > {MAX_RULE_BYTES:,})"))
+            return []
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(RuleError(str(path), f"cannot read: {exc}"))
+        return []
+    try:
+        coll = SigmaCollection.from_yaml(text, collect_errors=True, collect_filters=True)
+    except Exception as exc:  # YAML errors and anything pySigma raises on hostile input
+        errors.append(RuleError(str(path), f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+        return []
+    out: list[SigmaRule | SigmaCorrelationRule] = []
+    for item in [*coll.rules, *coll.filters]:
+        item_errors = getattr(item, "errors", None) or []
+        rid = str(item.id) if getattr(item, "id", None) else None
+        title = getattr(item, "title", None)
+        if item_errors:
+            errors.append(RuleError(str(path), "; ".join(_reason(e) for e in item_errors), rid, title))
+            continue
+        item.source = item.source or _location(path)
+        out.append(item)
+    return out
+
+
+def _location(path: Path) -> object:
+    from sigma.exceptions import SigmaRuleLocation
+
+    return SigmaRuleLocation(path)
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg[:400]
+
+
+def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | None = None) -> RuleSet:
+    """Compile every rule under `paths` (a cached result is reused while no file changed)."""
+    files = list(rule_files(paths))
+    key = None
+    if cache_dir is not None:
+        h = hashlib.sha256(__version__.encode())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        key = cache_dir / f"rules-{h.hexdigest()[:24]}.pickle"
+        if key.exists():
+            try:
+                with key.open("rb") as fh:
+                    cached = pickle.load(fh)  # our own cache file, written below
+                if isinstance(cached, RuleSet):
+                    return cached
+            except Exception:  # a stale or broken cache is rebuilt
+                pass
+    rs = _compile(files)
+    if key is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(rs, fh)
+        os.replace(tmp, key)
+    return rs
+
+
+def _compile(files: list[Path]) -> RuleSet:
+    rs = RuleSet(files=len(files))
+    items: list[SigmaRule | SigmaCorrelationRule] = []
+    for f in files:
+        items.extend(_parse(f, rs.errors))
+    try:
+        coll = SigmaCollection(items)  # applies filters to the rules they name
+    except SigmaError as exc:
+        rs.errors.append(RuleError("(filters)", f"filters could not be applied: {_reason(exc)}"))
+        coll = SigmaCollection([i for i in items if isinstance(i, SigmaRule | SigmaCorrelationRule)],
+                               collect_filters=True)
+    rules = [r for r in coll.rules if isinstance(r, SigmaRule)]
+    correlations = [r for r in coll.rules if isinstance(r, SigmaCorrelationRule)]
+    compiled: dict[int, CompiledRule] = {}
+    for rule in rules:
+        path = str(rule.source.path) if rule.source and rule.source.path else "?"
+        try:
+            phagocyte_pipeline().apply(rule)
+            c = compile_rule(rule)
+        except Exception as exc:  # per-rule isolation: pySigma and the back end raise many types
+            rs.errors.append(RuleError(path, _reason(exc), str(rule.id) if rule.id else None, rule.title))
+            continue
+        compiled[id(rule)] = c
+        rs.rules.append(c)
+    if correlations:
+        by_ref: dict[str, CompiledRule] = {}
+        for rule in rules:
+            c = compiled.get(id(rule))
+            if c is not None:
+                by_ref[c.id] = c
+                if rule.name:
+                    by_ref[rule.name] = c
+        for corr in correlations:
+            path = str(corr.source.path) if corr.source and corr.source.path else "?"
+            try:
+                rs.correlations.append(compile_correlation(corr, by_ref))
+            except Exception as exc:
+                rs.errors.append(RuleError(path, _reason(exc), str(corr.id) if corr.id else None, corr.title))
+    return rs
