@@ -43,6 +43,8 @@ class Limits:
 class Settings:
     home: Path
     limits: Limits = field(default_factory=Limits)
+    rules: tuple[Path, ...] = ()
+    """Sigma rule files or folders (`PHAGO_RULES`, separated by `:`); empty: the default rule path."""
 
     @property
     def store_dir(self) -> Path:
@@ -51,6 +53,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def rules_dir(self) -> Path:
+        """Where `phago rules sync` puts the SigmaHQ release (part of the default rule path)."""
+        return self.home / "rules"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -76,4 +83,5 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         max_ratio=float(_int_env("PHAGO_MAX_RATIO", int(d.max_ratio))),
         batch_rows=_int_env("PHAGO_BATCH_ROWS", d.batch_rows),
     )
-    return Settings(home=root, limits=limits)
+    rules = tuple(Path(p).expanduser() for p in os.environ.get("PHAGO_RULES", "").split(os.pathsep) if p)
+    return Settings(home=root, limits=limits, rules=rules)

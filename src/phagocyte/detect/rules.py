@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaRuleLocation
+from sigma.filters import SigmaFilter
 from sigma.rule import SigmaRule
 
 from phagocyte import __version__
@@ -72,7 +73,7 @@ def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                 yield f
 
 
-def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule]:
+def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule | SigmaFilter]:
     try:
         size = path.stat().st_size
         if size > MAX_RULE_BYTES:
@@ -83,27 +84,28 @@ def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrela
         errors.append(RuleError(str(path), f"cannot read: {exc}"))
         return []
     try:
-        coll = SigmaCollection.from_yaml(text, collect_errors=True, collect_filters=True)
+        # References are resolved later, against every rule loaded (a correlation and its rules
+        # may live in different files).
+        coll = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
+                                         collect_filters=True, resolve_references=False)
     except Exception as exc:  # YAML errors and anything pySigma raises on hostile input
-        errors.append(RuleError(str(path), f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+        errors.append(RuleError(str(path), f"{type(exc).__name__}: {_reason(exc)}"))
         return []
-    out: list[SigmaRule | SigmaCorrelationRule] = []
+    out: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = []
+    reported: set[int] = set()
     for item in [*coll.rules, *coll.filters]:
         item_errors = getattr(item, "errors", None) or []
         rid = str(item.id) if getattr(item, "id", None) else None
         title = getattr(item, "title", None)
         if item_errors:
+            reported.update(id(e) for e in item_errors)
             errors.append(RuleError(str(path), "; ".join(_reason(e) for e in item_errors), rid, title))
             continue
-        item.source = item.source or _location(path)
         out.append(item)
+    rest = [e for e in coll.errors if id(e) not in reported]
+    if rest:
+        errors.append(RuleError(str(path), "; ".join(_reason(e) for e in rest)))
     return out
-
-
-def _location(path: Path) -> object:
-    from sigma.exceptions import SigmaRuleLocation
-
-    return SigmaRuleLocation(path)
 
 
 def _reason(exc: BaseException) -> str:
@@ -141,36 +143,29 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
 
 def _compile(files: list[Path]) -> RuleSet:
     rs = RuleSet(files=len(files))
-    items: list[SigmaRule | SigmaCorrelationRule] = []
+    items: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = []
     for f in files:
         items.extend(_parse(f, rs.errors))
-    try:
-        coll = SigmaCollection(items)  # applies filters to the rules they name
-    except SigmaError as exc:
-        rs.errors.append(RuleError("(filters)", f"filters could not be applied: {_reason(exc)}"))
-        coll = SigmaCollection([i for i in items if isinstance(i, SigmaRule | SigmaCorrelationRule)],
-                               collect_filters=True)
-    rules = [r for r in coll.rules if isinstance(r, SigmaRule)]
-    correlations = [r for r in coll.rules if isinstance(r, SigmaCorrelationRule)]
-    compiled: dict[int, CompiledRule] = {}
+    filters = [i for i in items if isinstance(i, SigmaFilter)]
+    rules = [r for r in items if isinstance(r, SigmaRule)]
+    correlations = [r for r in items if isinstance(r, SigmaCorrelationRule)]
     for rule in rules:
         path = str(rule.source.path) if rule.source and rule.source.path else "?"
         try:
+            for flt in filters:  # Sigma filters: extra conditions on the rules they name
+                rule = flt.apply_on_rule(rule)
             phagocyte_pipeline().apply(rule)
             c = compile_rule(rule)
         except Exception as exc:  # per-rule isolation: pySigma and the back end raise many types
             rs.errors.append(RuleError(path, _reason(exc), str(rule.id) if rule.id else None, rule.title))
             continue
-        compiled[id(rule)] = c
         rs.rules.append(c)
     if correlations:
         by_ref: dict[str, CompiledRule] = {}
-        for rule in rules:
-            c = compiled.get(id(rule))
-            if c is not None:
-                by_ref[c.id] = c
-                if rule.name:
-                    by_ref[rule.name] = c
+        for c in rs.rules:
+            by_ref[c.id] = c
+            if c.name:
+                by_ref[c.name] = c
         for corr in correlations:
             path = str(corr.source.path) if corr.source and corr.source.path else "?"
             try:
