@@ -51,5 +51,6 @@ def matched(rs: RuleSet, events: list[dict[str, Any]]) -> dict[str, list[str]]:
 def proc_rule(title: str, detection: str, *, extra: str = "") -> str:
     """A process-creation rule with the given detection block (indented YAML)."""
     det = textwrap.indent(textwrap.dedent(detection).strip(), "    ")
-    return f"title: {title}\nid: 00000000-0000-4000-8000-{hashlib.md5(title.encode()).hexdigest()[:12]}\nstatus: test\n" \
+    rid = f"00000000-0000-4000-8000-{hashlib.md5(title.encode()).hexdigest()[:12]}"
+    return f"title: {title}\nid: {rid}\nstatus: test\n" \
            f"logsource:\n    product: windows\n    category: process_creation\ndetection:\n{det}\nlevel: high\n{extra}"

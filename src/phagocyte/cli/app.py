@@ -6,8 +6,8 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa

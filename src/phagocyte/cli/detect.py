@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.table import Table
 
@@ -28,7 +29,7 @@ from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release
 from phagocyte.errors import PhagocyteError
 from phagocyte.store.parquet import ParquetStore
 
-__all__ = ["register", "rule_paths", "streaming_detector", "finish_detection"]
+__all__ = ["finish_detection", "register", "rule_paths", "streaming_detector"]
 
 rules_app = typer.Typer(help="Sigma rules: check what compiles, fetch the SigmaHQ release.", no_args_is_help=True)
 
@@ -160,9 +161,7 @@ def detect(
     try:
         detector = streaming_detector(settings, rules)
         with ParquetStore(settings.store_dir) as store:
-            reader = store.connect().execute("SELECT * FROM events").fetch_record_batch(batch_rows)
-            import pyarrow as pa
-
+            reader = store.connect().sql("SELECT * FROM events").to_arrow_reader(batch_rows)
             for batch in reader:
                 detector(pa.Table.from_batches([batch]))
         finish_detection(settings, detector, out_file)

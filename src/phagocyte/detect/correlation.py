@@ -79,7 +79,8 @@ def compile_correlation(corr: Any, rules: Mapping[str, CompiledRule]) -> Compile
     if not refs:
         raise ValueError("correlation references no rules")
     cond = corr.condition
-    op = str(getattr(cond, "op", None).name).lower() if getattr(cond, "op", None) is not None else "gte"
+    cond_op = getattr(cond, "op", None)
+    op = str(cond_op.name).lower() if cond_op is not None else "gte"
     count = getattr(cond, "count", 1)
     fieldref = getattr(cond, "fieldref", None)
     if isinstance(fieldref, list):
@@ -133,7 +134,8 @@ def _holds(c: CompiledCorrelation, window: list[Match]) -> bool:
     return all(any(s == rid for s in it) for rid in c.rules)
 
 
-def evaluate_correlations(correlations: Iterable[CompiledCorrelation], matches: Iterable[Match]) -> list[dict[str, Any]]:
+def evaluate_correlations(correlations: Iterable[CompiledCorrelation],
+                          matches: Iterable[Match]) -> list[dict[str, Any]]:
     """Alerts of the correlation rules whose condition holds within their timespan, per group."""
     by_rule: dict[str, list[Match]] = defaultdict(list)
     for m in matches:

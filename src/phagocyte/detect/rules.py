@@ -152,10 +152,12 @@ def _compile(files: list[Path]) -> RuleSet:
     for rule in rules:
         path = str(rule.source.path) if rule.source and rule.source.path else "?"
         try:
+            filtered: SigmaRule | SigmaCorrelationRule = rule
             for flt in filters:  # Sigma filters: extra conditions on the rules they name
-                rule = flt.apply_on_rule(rule)
-            phagocyte_pipeline().apply(rule)
-            c = compile_rule(rule)
+                filtered = flt.apply_on_rule(filtered)
+            assert isinstance(filtered, SigmaRule)
+            phagocyte_pipeline().apply(filtered)
+            c = compile_rule(filtered)
         except Exception as exc:  # per-rule isolation: pySigma and the back end raise many types
             rs.errors.append(RuleError(path, _reason(exc), str(rule.id) if rule.id else None, rule.title))
             continue

@@ -39,7 +39,7 @@ def _get(url: str, timeout: float, limit: int) -> bytes:
     req = urllib.request.Request(url, headers={"User-Agent": "phagocyte-rules-sync",
                                                "Accept": "application/octet-stream, application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - https URLs we build
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             data = resp.read(limit + 1)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -255,7 +255,7 @@ class _Compiler:
             return "FALSE"
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
-    def value(self, name: str | None, v: Any) -> str:  # noqa: C901 - one branch per Sigma type
+    def value(self, name: str | None, v: Any) -> str:
         if name is None:
             return self.keyword(v)
         if isinstance(v, SigmaExpansion):

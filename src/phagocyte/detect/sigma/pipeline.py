@@ -211,14 +211,19 @@ def route_for(logsource: Any) -> Route:
     return Route(f"other:{category or service or '*'}", '"winlog.channel" IS NULL', "event.original", mapped=False)
 
 
+def _mapping(fields: dict[str, str]) -> dict[str | None, str | list[str]]:
+    return {k: v for k, v in fields.items()}
+
+
 def phagocyte_pipeline() -> ProcessingPipeline:
     """pySigma processing: System fields of Windows rules onto winlog columns, taxonomy names of
     other sources onto ECS, `|expand` placeholders matched as wildcards (no placeholder lists are
     configured; a wildcard never misses what a list would find)."""
     items = [
         ProcessingItem(identifier="phago_windows_system", transformation=FieldMappingTransformation(
-            dict(WINDOWS_SYSTEM_FIELDS)), rule_conditions=[LogsourceCondition(product="windows")]),
-        ProcessingItem(identifier="phago_ecs", transformation=FieldMappingTransformation(dict(ECS_FIELDS)),
+            _mapping(WINDOWS_SYSTEM_FIELDS)), rule_conditions=[LogsourceCondition(product="windows")]),
+        ProcessingItem(identifier="phago_ecs", transformation=FieldMappingTransformation(
+            _mapping(ECS_FIELDS)),
                        rule_conditions=[LogsourceCondition(product="windows")], rule_condition_negation=True),
         ProcessingItem(identifier="phago_placeholders", transformation=WildcardPlaceholderTransformation()),
     ]
