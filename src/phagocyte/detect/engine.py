@@ -75,7 +75,6 @@ class Engine:
         con.register("events", ev)
         hits: dict[int, list[int]] = defaultdict(list)  # rule index -> rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
-        rule_index: dict[int, CompiledRule] = {}
         for g in self.groups:
             if not _exists(con, g.route.predicate):
                 continue
@@ -106,15 +105,13 @@ class Engine:
                         f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
             for start in range(0, len(g.rules), CHUNK_RULES):
                 chunk = g.rules[start:start + CHUNK_RULES]
-                cases = ", ".join(f"CASE WHEN {r.condition} THEN {i} END" for i, r in enumerate(chunk))
-                rows = con.execute(
-                    f"SELECT __i, h FROM (SELECT __i, list_filter([{cases}], lambda x: x IS NOT NULL) AS h FROM g) "
-                    f"WHERE len(h) > 0").fetchall()
-                for row, matched in rows:
-                    for i in matched:
-                        r = chunk[i]
-                        rule_index[id(r)] = r
-                        hits[id(r)].append(row)
+                # One filter pipeline per rule in one query: a WHERE short-circuits AND/OR per row
+                # (a boolean in a SELECT list evaluates every operand on every row).
+                sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}"
+                                         for i, r in enumerate(chunk))
+                for row, i in con.execute(sql).fetchall():
+                    r = chunk[i]
+                    hits[id(r)].append(row)
                 for r in chunk:
                     if r.keep and hits.get(id(r)):
                         cols = ", ".join(f'"{alias("r", f)}"' for f in r.keep)
