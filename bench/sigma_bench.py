@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -69,9 +70,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int, int]:
-    """(wall seconds, peak tree RSS bytes, exit status)."""
+def measure(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds (user + system, whole tree), peak tree RSS bytes, exit status).
+
+    CPU time is reported beside wall-clock because the machine is shared: wall-clock carries the
+    other users' load, CPU time much less."""
     peak = 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("w") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -89,7 +94,9 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int, int]:
         wall = time.perf_counter() - t0
         done.set()
         th.join()
-    return wall, peak, rc
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, peak, rc
 
 
 def _sha(path: str, cache: dict[str, str]) -> str:
@@ -136,7 +143,7 @@ def main() -> None:
     scratch: Path = args.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     folder = evtx_folder(scratch)
-    runs: dict[str, list[tuple[float, int]]] = {"phagocyte": [], "phagocyte (rules cached)": [], "zircolite": []}
+    runs: dict[str, list[tuple[float, float, int]]] = {"phagocyte": [], "phagocyte (rules cached)": [], "zircolite": []}
     zirc_out, phago_out = scratch / "zircolite.json", scratch / "phagocyte.jsonl"
     cache_home = Path(tempfile.mkdtemp(prefix="phago-bench-cache-"))
     for i in range(args.repeat):
@@ -144,40 +151,43 @@ def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="phago-bench-"))
         cmd = [str(PHAGO), "hunt", str(folder), "--rules", str(args.rules), "--out", str(phago_out), "--home",
                str(home)]
-        wall, rss, rc = measure(cmd, scratch, scratch / f"phago-{i}.log")
+        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-{i}.log")
         assert rc in (0, 4), f"phago failed, see {scratch}/phago-{i}.log"
-        runs["phagocyte"].append((wall, rss))
+        runs["phagocyte"].append((wall, cpu, rss))
         shutil.copytree(home / "cache", cache_home, dirs_exist_ok=True)
         shutil.rmtree(home, ignore_errors=True)
         # Warm: a fresh store, the compiled rules cached (a second hunt with unchanged rules).
         home = Path(tempfile.mkdtemp(prefix="phago-bench-"))
         shutil.copytree(cache_home, home / "cache")
         cmd[-1] = str(home)
-        wall, rss, rc = measure(cmd, scratch, scratch / f"phago-cached-{i}.log")
+        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-cached-{i}.log")
         assert rc in (0, 4), f"phago failed, see {scratch}/phago-cached-{i}.log"
-        runs["phagocyte (rules cached)"].append((wall, rss))
+        runs["phagocyte (rules cached)"].append((wall, cpu, rss))
         shutil.rmtree(home, ignore_errors=True)
         zcmd = [str(ZIRC_PY), "zircolite.py", "--evtx", str(folder), "--ruleset", str(args.rules),
                 "--pipeline", "sysmon", "windows-logsources", "-c", "config/config.yaml", "-o", str(zirc_out),
-                "--nolog", "-q"]
-        wall, rss, rc = measure(zcmd, ZIRC, scratch / f"zircolite-{i}.log")
+                "-l", str(scratch / f"zircolite-own-{i}.log"), "-q"]
+        wall, cpu, rss, rc = measure(zcmd, ZIRC, scratch / f"zircolite-{i}.log")
         assert rc == 0, f"zircolite failed, see {scratch}/zircolite-{i}.log"
-        runs["zircolite"].append((wall, rss))
+        runs["zircolite"].append((wall, cpu, rss))
     files = sum(1 for _ in folder.iterdir())
-    figures = {k: {"wall_s": statistics.median(w for w, _ in v), "peak_rss_mb": max(r for _, r in v) / 1e6,
-                   "runs": len(v)} for k, v in runs.items() if v}
+    figures = {k: {"wall_s": statistics.median(w for w, _, _ in v), "cpu_s": statistics.median(c for _, c, _ in v),
+                   "peak_rss_mb": max(r for _, _, r in v) / 1e6, "runs": len(v)} for k, v in runs.items() if v}
     z, p = zircolite_matches(zirc_out, folder), phago_matches(phago_out)
     only_z, only_p = z - p, p - z
     result = {
         "evtx_files": files, "rules": str(args.rules), "figures": figures,
         "speed_ratio": figures["zircolite"]["wall_s"] / figures["phagocyte"]["wall_s"],
+        "cpu_ratio": figures["zircolite"]["cpu_s"] / figures["phagocyte"]["cpu_s"],
         "memory_ratio": figures["phagocyte"]["peak_rss_mb"] / figures["zircolite"]["peak_rss_mb"],
         "matches": {"both": len(z & p), "zircolite_only": len(only_z), "phagocyte_only": len(only_p)},
         "zircolite_only_by_rule": Counter(r for r, _, _ in only_z).most_common(),
         "phagocyte_only_by_rule": Counter(r for r, _, _ in only_p).most_common(),
     }
     if "phagocyte (rules cached)" in figures:
-        result["speed_ratio_cached"] = figures["zircolite"]["wall_s"] / figures["phagocyte (rules cached)"]["wall_s"]
+        cached = figures["phagocyte (rules cached)"]
+        result["speed_ratio_cached"] = figures["zircolite"]["wall_s"] / cached["wall_s"]
+        result["cpu_ratio_cached"] = figures["zircolite"]["cpu_s"] / cached["cpu_s"]
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -135,3 +135,18 @@ def test_standalone_sql_agrees_with_the_engine(tmp_path: Path) -> None:
         got = {row[0] for row in con.execute(r.sql()).fetchall()}
         assert got == by_engine.get(r.id, set()), r.title
         assert got, r.title
+
+
+def test_null_matches_empty_values_and_nested_data_is_matched_unescaped(tmp_path: Path) -> None:
+    events = [
+        win(1, {"Image": "a.exe", "StartModule": ""}, n=1),
+        win(1, {"Image": "b.exe", "Data": {"#text": [r"C:\temp\x.msi", "3472"]}}, n=2),
+        win(1, {"Image": "c.exe", "Data": {"#text": [r"\\server\share\x.msi"]}}, n=3),
+    ]
+    rs = ruleset(tmp_path, proc_rule("N", "sel:\n    StartModule: null\ncondition: sel"),
+                 proc_rule("U", "sel:\n    Data|contains: '\\\\\\\\'\ncondition: sel"),
+                 proc_rule("T", "sel:\n    Data|contains: ':\\temp\\'\ncondition: sel"))
+    got = matched(rs, events)
+    assert sorted(got["N"]) == ["ev1", "ev2", "ev3"]  # "" and absent are both null
+    assert got["U"] == ["ev3"]  # a UNC path, not the JSON escaping of C:\temp
+    assert got["T"] == ["ev2"]

@@ -22,7 +22,7 @@ import pyarrow as pa
 from phagocyte.alerts import make_alert
 from phagocyte.detect.correlation import Match, evaluate_correlations
 from phagocyte.detect.rules import RuleSet
-from phagocyte.detect.sigma.backend import CompiledRule, alias, json_paths, prepared_expr
+from phagocyte.detect.sigma.backend import CompiledRule, alias, decoded, json_paths, prepared_expr
 from phagocyte.detect.sigma.pipeline import Route
 from phagocyte.schema import FIELD_TYPES
 
@@ -95,7 +95,7 @@ class Engine:
                 name = alias(kind, f).replace('"', '""')
                 if kind != "kw" and f in pos:
                     items = [f"__j[{i}]" for i in pos[f]]
-                    raw = items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})"
+                    raw = decoded(items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})")
                     expr = f"lower({raw})" if kind == "l" else raw
                     select.append(f'{expr} AS "{name}"')
                 else:

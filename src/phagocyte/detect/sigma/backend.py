@@ -54,8 +54,8 @@ from phagocyte.detect.sigma.pipeline import Route, route_for
 from phagocyte.ingest.jsonmap import sql_str
 from phagocyte.schema import FIELD_TYPES
 
-__all__ = ["MULTI_PATTERN_MIN", "CompiledRule", "UnsupportedRule", "alias", "compile_rule", "field_expr", "json_paths",
-           "prepared_expr"]
+__all__ = ["MULTI_PATTERN_MIN", "CompiledRule", "UnsupportedRule", "alias", "compile_rule", "decoded", "field_expr",
+           "json_paths", "prepared_expr"]
 
 MULTI_PATTERN_MIN = 4
 """An OR of at least this many string patterns on one field becomes one RE2 alternation."""
@@ -106,7 +106,14 @@ def field_expr(name: str, route: Route) -> str:
         return f'CAST("{name}" AS VARCHAR)'
     src = route.json_source
     paths = [f'json_extract_string("{src}", {p})' for p in json_paths(name, route)]
-    return paths[0] if len(paths) == 1 else f"COALESCE({', '.join(paths)})"
+    return decoded(paths[0] if len(paths) == 1 else f"COALESCE({', '.join(paths)})")
+
+
+def decoded(expr: str) -> str:
+    """A value that is itself a JSON object or list (unnamed EventData `Data` items, nested keys)
+    with its strings' escapes undone, so `\\\\server` matches a UNC path, not every escaped `\\`."""
+    return (f"(CASE WHEN left({expr}, 1) IN ('{{', '[') THEN regexp_replace({expr}, '\\\\(.)', '\\1', 'g') "
+            f"ELSE {expr} END)")
 
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -128,7 +135,7 @@ def prepared_expr(kind: str, name: str, route: Route) -> str:
     """The SQL of a prepared column (see the module docstring) on the `events` relation."""
     if kind == "kw":
         if route.json_source == "winlog.event_data":
-            return """concat_ws(' ', "winlog.event_data", "message")"""
+            return decoded("""concat_ws(' ', "winlog.event_data", "message")""")
         return """COALESCE("event.original", "message")"""
     raw = field_expr(name, route)
     return f"lower({raw})" if kind == "l" else raw
@@ -268,8 +275,9 @@ class _Compiler:
             return f"{self.use('l', name)} = {sql_str('true' if v.boolean else 'false')}"
         if isinstance(v, SigmaNumber):
             return f"{self.use('l', name)} = {sql_str(str(v.number).lower())}"
-        if isinstance(v, SigmaNull):
-            return f"{self.use('l', name)} IS NULL"
+        if isinstance(v, SigmaNull):  # absent, JSON null or empty: Windows renders "no value" as ""
+            col = self.use("l", name)
+            return f"({col} IS NULL OR {col} = '')"
         if isinstance(v, SigmaExists):
             return f"{self.use('l', name)} IS {'NOT ' if v.exists else ''}NULL"
         if isinstance(v, SigmaRegularExpression):
