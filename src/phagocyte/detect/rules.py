@@ -9,11 +9,12 @@ end. One bad file or rule never stops the set: it becomes a `RuleError` with its
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
@@ -24,7 +25,7 @@ from sigma.rule import SigmaRule
 from phagocyte import __version__
 from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
 from phagocyte.detect.sigma.backend import CompiledRule, compile_rule
-from phagocyte.detect.sigma.pipeline import phagocyte_pipeline
+from phagocyte.detect.sigma.pipeline import Route, phagocyte_pipeline
 
 __all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
 
@@ -114,31 +115,50 @@ def _reason(exc: BaseException) -> str:
 
 
 def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | None = None) -> RuleSet:
-    """Compile every rule under `paths` (a cached result is reused while no file changed)."""
+    """Compile every rule under `paths` (a cached result is reused while no file changed).
+
+    The cache is plain JSON (never pickle: a cache file must not be able to run code)."""
     files = list(rule_files(paths))
     key = None
     if cache_dir is not None:
         h = hashlib.sha256(__version__.encode())
         for f in files:
             st = f.stat()
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        key = cache_dir / f"rules-{h.hexdigest()[:24]}.pickle"
+            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        key = cache_dir / f"rules-{h.hexdigest()[:24]}.json"
         if key.exists():
             try:
-                with key.open("rb") as fh:
-                    cached = pickle.load(fh)  # our own cache file, written below
-                if isinstance(cached, RuleSet):
-                    return cached
-            except Exception:  # a stale or broken cache is rebuilt
+                return _from_json(json.loads(key.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError):  # a stale or broken cache is rebuilt
                 pass
     rs = _compile(files)
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
         tmp = key.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(rs, fh)
+        tmp.write_text(json.dumps(_to_json(rs)), encoding="utf-8")
         os.replace(tmp, key)
     return rs
+
+
+def _to_json(rs: RuleSet) -> dict[str, Any]:
+    rules = []
+    for r in rs.rules:
+        d = asdict(r)
+        d["columns"] = sorted(r.columns)
+        rules.append(d)
+    return {"rules": rules, "correlations": [asdict(c) for c in rs.correlations],
+            "errors": [asdict(e) for e in rs.errors], "files": rs.files}
+
+
+def _from_json(d: dict[str, Any]) -> RuleSet:
+    rules = []
+    for r in d["rules"]:
+        r = dict(r)
+        r["route"] = Route(**r["route"])
+        r["columns"] = {(k, f) for k, f in r["columns"]}
+        rules.append(CompiledRule(**r))
+    return RuleSet(rules=rules, correlations=[CompiledCorrelation(**c) for c in d["correlations"]],
+                   errors=[RuleError(**e) for e in d["errors"]], files=int(d["files"]))
 
 
 def _compile(files: list[Path]) -> RuleSet:
