@@ -150,3 +150,15 @@ def test_null_matches_empty_values_and_nested_data_is_matched_unescaped(tmp_path
     assert sorted(got["N"]) == ["ev1", "ev2", "ev3"]  # "" and absent are both null
     assert got["U"] == ["ev3"]  # a UNC path, not the JSON escaping of C:\temp
     assert got["T"] == ["ev2"]
+
+
+def test_a_rule_that_fails_at_run_time_is_set_aside_and_the_others_still_match(tmp_path: Path) -> None:
+    rs = ruleset(tmp_path, proc_rule("Bad", "sel:\n    Image: x\ncondition: sel"),
+                 proc_rule("Good", "sel:\n    CommandLine|contains: 'whoami'\ncondition: sel"))
+    bad = next(r for r in rs.rules if r.title == "Bad")
+    bad.condition = "error('boom') IS NULL"  # raises inside DuckDB for every row
+    engine = Engine(rs)
+    found = engine.evaluate(table(EVENTS))
+    assert [(m.rule.title, m.event["event.id"]) for m in found] == [("Good", "ev1")]
+    assert "boom" in engine.failed[bad.id]
+    assert [m.rule.title for m in engine.evaluate(table(EVENTS))] == ["Good"]  # skipped from then on

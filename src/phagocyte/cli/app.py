@@ -203,7 +203,7 @@ def query(
     format: Annotated[str, typer.Option("--format", "-f", help="table, json (lines) or csv.")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,
 ) -> None:
-    """Run one read-only SQL query over the views: events, quarantine, sources (and alerts, later).
+    """Run one read-only SQL query over the views: events, alerts, quarantine, sources.
 
     Field names hold dots: quote them ("host.name")."""
     settings = _settings(home)

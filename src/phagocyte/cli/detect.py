@@ -79,6 +79,8 @@ def finish_detection(settings: Settings, detector: Detector, out_file: Path | No
     with ParquetStore(settings.store_dir, writable=True) as store:
         new = save_alerts(store, alerts)
     _summary(alerts, new)
+    for rule_id, reason in sorted(detector.engine.failed.items()):
+        console.print(f"[yellow]rule {rule_id} failed at run time and was skipped:[/yellow] {reason}")
     if out_file is not None:
         write_alerts(alerts, out_file)
         console.print(f"alerts written to [bold]{out_file}[/bold]")

@@ -30,6 +30,8 @@ __all__ = ["CHUNK_RULES", "Detector", "Engine", "alerts_from_matches"]
 
 CHUNK_RULES = 128
 """Rules evaluated by one query over a route's prepared rows."""
+ROUTE_COLUMNS = ('"winlog.channel"', '"winlog.event_id"', '"event.dataset"', '"event.module"')
+"""The columns route predicates read (`pipeline.route_for`)."""
 
 
 @dataclass(slots=True)
@@ -52,6 +54,9 @@ class Engine:
         for g in groups.values():
             g.columns = sorted({c for r in g.rules for c in r.columns})
         self.groups = list(groups.values())
+        self.failed: dict[str, str] = {}
+        """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
+        self._lock = threading.Lock()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -70,9 +75,32 @@ class Engine:
         finally:
             con.close()
 
+    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
+        """(row, index in chunk) of every match. One filter pipeline per rule in one query: a WHERE
+        short-circuits AND/OR per row (a boolean in a SELECT list evaluates every operand on every
+        row). If the query fails, each rule runs alone and the ones that fail are set aside with
+        their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
+        sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
+        try:
+            return [(row, i) for row, i in con.execute(sql).fetchall()]
+        except duckdb.Error:
+            if len(chunk) == 1:
+                raise
+        out: list[tuple[int, int]] = []
+        for i, r in enumerate(chunk):
+            try:
+                out.extend((row, i) for (row,) in con.execute(f"SELECT __i FROM g WHERE {r.condition}").fetchall())
+            except duckdb.Error as exc:
+                with self._lock:
+                    self.failed[r.id] = f"{r.title}: {str(exc).splitlines()[0][:300]}"
+        return out
+
     def _evaluate(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[Match]:
         ev = table.append_column("__i", pa.array(range(table.num_rows), pa.int64()))
         con.register("events", ev)
+        # Routes select on these columns only: test each route on their distinct values, not on every row.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE route_keys AS SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} "
+                    "FROM events")
         hits: dict[int, list[int]] = defaultdict(list)  # rule index -> rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
         for g in self.groups:
@@ -103,15 +131,11 @@ class Engine:
                     select.append(f'"{name}"')
             con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
                         f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
-            for start in range(0, len(g.rules), CHUNK_RULES):
-                chunk = g.rules[start:start + CHUNK_RULES]
-                # One filter pipeline per rule in one query: a WHERE short-circuits AND/OR per row
-                # (a boolean in a SELECT list evaluates every operand on every row).
-                sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}"
-                                         for i, r in enumerate(chunk))
-                for row, i in con.execute(sql).fetchall():
-                    r = chunk[i]
-                    hits[id(r)].append(row)
+            rules = [r for r in g.rules if r.id not in self.failed]
+            for start in range(0, len(rules), CHUNK_RULES):
+                chunk = rules[start:start + CHUNK_RULES]
+                for row, i in self._run_chunk(con, chunk):
+                    hits[id(chunk[i])].append(row)
                 for r in chunk:
                     if r.keep and hits.get(id(r)):
                         cols = ", ".join(f'"{alias("r", f)}"' for f in r.keep)
@@ -133,7 +157,7 @@ def _is_json(f: str) -> bool:
 
 
 def _exists(con: duckdb.DuckDBPyConnection, predicate: str) -> bool:
-    return con.execute(f"SELECT EXISTS (SELECT 1 FROM events WHERE {predicate})").fetchall() == [(True,)]
+    return con.execute(f"SELECT EXISTS (SELECT 1 FROM route_keys WHERE {predicate})").fetchall() == [(True,)]
 
 
 def alerts_from_matches(matches: Iterable[Match]) -> list[dict[str, Any]]:

@@ -161,7 +161,9 @@ WINDOWS_SYSTEM_FIELDS: dict[str, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The events a rule can match: a stable key (groups rules) and its SQL predicate on `events`.
+    """The events a rule can match: a stable key (groups rules) and its SQL predicate on `events`
+    (reading only `winlog.channel`, `winlog.event_id`, `event.dataset`, `event.module`: the engine
+    tests it on their distinct values).
 
     `json_source` names the column holding the source record's own fields (`winlog.event_data`
     for Windows, `event.original` otherwise). `mapped` is False when the log source is unknown and
