@@ -83,7 +83,7 @@ def test_regex_runs_in_linear_time_and_backtracking_features_are_refused(tmp_pat
     assert time.perf_counter() - start < 60
     bad = ruleset(tmp_path, proc_rule("B", "sel:\n    CommandLine|re: '(?<=x)y'\ncondition: sel"),
                   proc_rule("G", "sel:\n    CommandLine|contains: 'lsass'\ncondition: sel"))
-    assert [r.title for r in bad.rules] == ["G"]
+    assert [r.title for r in bad.primary] == ["G"]
     assert len(bad.errors) == 1 and "regular expression" in bad.errors[0].reason.lower()
 
 
@@ -131,7 +131,7 @@ def test_standalone_sql_agrees_with_the_engine(tmp_path: Path) -> None:
     by_engine: dict[str, set[str]] = {}
     for m in Engine(rs).evaluate(table(EVENTS)):
         by_engine.setdefault(m.rule.id, set()).add(m.event["event.id"])
-    for r in rs.rules:
+    for r in rs.primary:
         got = {row[0] for row in con.execute(r.sql()).fetchall()}
         assert got == by_engine.get(r.id, set()), r.title
         assert got, r.title
@@ -162,3 +162,12 @@ def test_a_rule_that_fails_at_run_time_is_set_aside_and_the_others_still_match(t
     assert [(m.rule.title, m.event["event.id"]) for m in found] == [("Good", "ev1")]
     assert "boom" in engine.failed[bad.id]
     assert [m.rule.title for m in engine.evaluate(table(EVENTS))] == ["Good"]  # skipped from then on
+
+
+def test_process_creation_rules_also_run_on_security_4688(tmp_path: Path) -> None:
+    events = [*EVENTS, win(4688, {"NewProcessName": r"C:\Windows\System32\cmd.exe", "CommandLine": "cmd /c whoami",
+                                  "ParentProcessName": r"C:\Windows\explorer.exe"}, channel="Security", n=7)]
+    rs = ruleset(tmp_path, proc_rule("T", "sel:\n    Image|endswith: '\\cmd.exe'\n"
+                                          "    CommandLine|contains: 'whoami'\ncondition: sel"))
+    assert len(rs.primary) == 1 and [r.variant for r in rs.rules] == [None, "security-4688"]
+    assert sorted(matched(rs, events)["T"]) == ["ev1", "ev7"]

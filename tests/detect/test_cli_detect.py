@@ -92,7 +92,7 @@ def test_rules_check_names_each_bad_rule_and_the_good_ones_still_run(tmp_path: P
         (d / name).write_text(text)
     (d / "good.yml").write_text(GOOD)
     rs = load_rules([d])
-    assert [r.title for r in rs.rules] == ["Good"]
+    assert [r.title for r in rs.primary] == ["Good"]
     assert sorted(Path(e.path).name for e in rs.errors) == sorted(BAD)
     res = runner.invoke(app, ["rules", "check", str(d), "--json"])
     assert res.exit_code == 3

@@ -21,7 +21,7 @@ def test_cache_round_trip_gives_the_same_rules_and_is_rebuilt_when_damaged(tmp_p
 def test_a_changed_rule_file_is_compiled_again(tmp_path: Path) -> None:
     rule = tmp_path / "r.yml"
     rule.write_text(proc_rule("Before", "sel:\n    Image: a\ncondition: sel"))
-    assert [r.title for r in load_rules([rule], cache_dir=tmp_path / "c").rules] == ["Before"]
+    assert [r.title for r in load_rules([rule], cache_dir=tmp_path / "c").primary] == ["Before"]
     rule.write_text(proc_rule("After", "sel:\n    Image: a\ncondition: sel"))
     os.utime(rule, ns=(1, 2_000_000_000_000_000_000))
-    assert [r.title for r in load_rules([rule], cache_dir=tmp_path / "c").rules] == ["After"]
+    assert [r.title for r in load_rules([rule], cache_dir=tmp_path / "c").primary] == ["After"]

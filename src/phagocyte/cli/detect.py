@@ -62,7 +62,7 @@ def _load(settings: Settings, given: Sequence[Path] | None) -> RuleSet:
         raise typer.BadParameter(f"no such rule file or folder: {', '.join(map(str, missing))}", param_hint="--rules")
     t0 = time.perf_counter()
     rs = load_rules(paths, cache_dir=settings.home / "cache")
-    console.print(f"rules: {len(rs.rules):,} compiled, {len(rs.correlations)} correlations, "
+    console.print(f"rules: {len(rs.primary):,} compiled, {len(rs.correlations)} correlations, "
                   f"{len(rs.errors)} failed ({time.perf_counter() - t0:.1f} s)"
                   + (" — see `phago rules check`" if rs.errors else ""))
     return rs
@@ -184,22 +184,24 @@ def rules_check(
             console.print(f"[red]error:[/red] no such rule file or folder: {p}")
             raise typer.Exit(2)
     rs = load_rules(rule_paths(settings, paths))
-    unmapped = [r for r in rs.rules if not r.route.mapped]
-    share = (len(rs.rules) + len(rs.correlations)) / rs.total if rs.total else 1.0
+    unmapped = [r for r in rs.primary if not r.route.mapped]
+    share = (len(rs.primary) + len(rs.correlations)) / rs.total if rs.total else 1.0
     if json_out:
         out.print_json(json.dumps({
-            "files": rs.files, "rules": len(rs.rules), "correlations": len(rs.correlations),
+            "files": rs.files, "rules": len(rs.primary), "correlations": len(rs.correlations),
             "failed": len(rs.errors), "compiled_share": share, "unmapped_logsource": len(unmapped),
             "errors": [e.__dict__ if hasattr(e, "__dict__") else
                        {"path": e.path, "rule_id": e.rule_id, "title": e.title, "reason": e.reason}
                        for e in rs.errors],
         }))
     else:
-        t = Table(title=f"Sigma rules: {len(rs.rules) + len(rs.correlations):,} of {rs.total:,} compile "
+        t = Table(title=f"Sigma rules: {len(rs.primary) + len(rs.correlations):,} of {rs.total:,} compile "
                         f"({share:.1%}), from {rs.files:,} files")
         t.add_column("what")
         t.add_column("count", justify="right")
-        t.add_row("detection rules", f"{len(rs.rules):,}")
+        t.add_row("detection rules", f"{len(rs.primary):,}")
+        t.add_row("  of which also run on Security 4688 (process creation)",
+                  f"{sum(1 for r in rs.rules if r.variant):,}")
         t.add_row("correlation rules", f"{len(rs.correlations):,}")
         t.add_row("failed", f"{len(rs.errors):,}")
         t.add_row("log source not mapped (run on all events of their product)", f"{len(unmapped):,}")

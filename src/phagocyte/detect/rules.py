@@ -8,6 +8,7 @@ end. One bad file or rule never stops the set: it becomes a `RuleError` with its
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -25,12 +26,14 @@ from sigma.rule import SigmaRule
 from phagocyte import __version__
 from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
 from phagocyte.detect.sigma.backend import CompiledRule, compile_rule
-from phagocyte.detect.sigma.pipeline import Route, phagocyte_pipeline
+from phagocyte.detect.sigma.pipeline import SECURITY_4688, Route, is_process_creation, phagocyte_pipeline
 
 __all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
 
 BUILTIN_RULES = Path(__file__).parent / "rules"
 """Phagocyte's own rule pack (original rules; the SigmaHQ set comes with `--rules` or `phago rules sync`)."""
+CACHE_FORMAT = 2
+"""Bumped whenever compilation changes, so that no cache of an older compiler is reused."""
 MAX_RULE_BYTES = 1024 * 1024
 """A rule file larger than this is refused unread (SigmaHQ's largest is ~60 KB)."""
 
@@ -55,8 +58,13 @@ class RuleSet:
     files: int = 0
 
     @property
+    def primary(self) -> list[CompiledRule]:
+        """The rules as written (without their variants, such as the Security 4688 form)."""
+        return [r for r in self.rules if r.variant is None]
+
+    @property
     def total(self) -> int:
-        return len(self.rules) + len(self.correlations) + len(self.errors)
+        return len(self.primary) + len(self.correlations) + len(self.errors)
 
     def by_id(self) -> dict[str, CompiledRule]:
         return {r.id: r for r in self.rules}
@@ -121,7 +129,7 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
     files = list(rule_files(paths))
     key = None
     if cache_dir is not None:
-        h = hashlib.sha256(__version__.encode())
+        h = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}".encode())
         for f in files:
             st = f.stat()
             h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -176,15 +184,22 @@ def _compile(files: list[Path]) -> RuleSet:
             for flt in filters:  # Sigma filters: extra conditions on the rules they name
                 filtered = flt.apply_on_rule(filtered)
             assert isinstance(filtered, SigmaRule)
+            second = copy.deepcopy(filtered) if is_process_creation(filtered.logsource) else None
             phagocyte_pipeline().apply(filtered)
             c = compile_rule(filtered)
         except Exception as exc:  # per-rule isolation: pySigma and the back end raise many types
             rs.errors.append(RuleError(path, _reason(exc), str(rule.id) if rule.id else None, rule.title))
             continue
         rs.rules.append(c)
+        if second is not None:  # the same rule on Security 4688 process creations
+            try:
+                phagocyte_pipeline(security_4688=True).apply(second)
+                rs.rules.append(compile_rule(second, SECURITY_4688, "security-4688"))
+            except Exception:  # the Sysmon form compiled; the variant is a bonus
+                continue
     if correlations:
         by_ref: dict[str, CompiledRule] = {}
-        for c in rs.rules:
+        for c in rs.primary:
             by_ref[c.id] = c
             if c.name:
                 by_ref[c.name] = c
@@ -194,4 +209,9 @@ def _compile(files: list[Path]) -> RuleSet:
                 rs.correlations.append(compile_correlation(corr, by_ref))
             except Exception as exc:
                 rs.errors.append(RuleError(path, _reason(exc), str(corr.id) if corr.id else None, corr.title))
+        for c in rs.rules:  # a variant returns the same values and alerts as its primary form
+            if c.variant is not None and (p := by_ref.get(c.id)) is not None:
+                c.generate = p.generate
+                c.keep = list(p.keep)
+                c.columns.update(("r", f) for f in p.keep)
     return rs

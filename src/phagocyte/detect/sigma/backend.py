@@ -86,6 +86,8 @@ class CompiledRule:
     """False for a rule used only by correlations (`generate: false`)."""
     keep: list[str] = field(default_factory=list)
     """Fields whose raw values are returned with each match (correlation group-by and counted fields)."""
+    variant: str | None = None
+    """Set on a second form of a rule for another log (`security-4688` for process creation)."""
 
     def sql(self) -> str:
         """A stand-alone query over the `events` view returning the matching events' `event.id`."""
@@ -326,9 +328,10 @@ class _Compiler:
         raise UnsupportedRule(f"unsupported keyword value {type(v).__name__}")
 
 
-def compile_rule(rule: SigmaRule) -> CompiledRule:
-    """Compile one rule the processing pipeline has already been applied to."""
-    route = route_for(rule.logsource)
+def compile_rule(rule: SigmaRule, route: Route | None = None, variant: str | None = None) -> CompiledRule:
+    """Compile one rule the processing pipeline has already been applied to (on its log source's
+    route, or on `route` for a `variant` of it)."""
+    route = route or route_for(rule.logsource)
     comp = _Compiler(rule, route)
     conds = [comp.node(c.parsed) for c in rule.detection.parsed_condition]
     condition = conds[0] if len(conds) == 1 else "(" + " OR ".join(conds) + ")"
@@ -347,4 +350,5 @@ def compile_rule(rule: SigmaRule) -> CompiledRule:
         columns=comp.columns,
         name=rule.name,
         generate=True,
+        variant=variant,
     )

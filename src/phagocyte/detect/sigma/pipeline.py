@@ -24,7 +24,8 @@ from sigma.processing.transformations import FieldMappingTransformation, Wildcar
 
 from phagocyte.ingest.jsonmap import sql_str
 
-__all__ = ["SYSMON_CHANNEL", "WINDOWS_CHANNELS", "Route", "phagocyte_pipeline", "route_for"]
+__all__ = ["SECURITY_4688", "SYSMON_CHANNEL", "WINDOWS_CHANNELS", "Route", "is_process_creation", "phagocyte_pipeline",
+           "route_for"]
 
 SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
 
@@ -159,6 +160,14 @@ WINDOWS_SYSTEM_FIELDS: dict[str, str] = {
 }
 
 
+# Process creation as Security 4688 reports it (Sysmon's EventID 1 names differ); fields without an
+# equivalent in 4688 (OriginalFileName, Hashes, ParentCommandLine, ...) are absent there.
+SECURITY_4688_FIELDS: dict[str, str] = {
+    "Image": "NewProcessName", "ParentImage": "ParentProcessName", "ProcessId": "NewProcessId",
+    "ParentProcessId": "ProcessId", "LogonId": "SubjectLogonId",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """The events a rule can match: a stable key (groups rules) and its SQL predicate on `events`
@@ -181,6 +190,15 @@ def _in(column: str, values: tuple[str | int, ...]) -> str:
     items = ", ".join(str(v) if isinstance(v, int) else sql_str(v.lower()) for v in values)
     col = f'"{column}"' if isinstance(values[0], int) else f'lower("{column}")'
     return f"{col} = {items}" if len(values) == 1 else f"{col} IN ({items})"
+
+
+SECURITY_4688 = Route("win:security:4688", f"{_in('winlog.channel', ('Security',))} AND \"winlog.event_id\" = 4688",
+                      "winlog.event_data")
+"""Route of the Security 4688 variant of process-creation rules."""
+
+
+def is_process_creation(logsource: Any) -> bool:
+    return (logsource.product or "").lower() == "windows" and (logsource.category or "").lower() == "process_creation"
 
 
 def route_for(logsource: Any) -> Route:
@@ -217,11 +235,14 @@ def _mapping(fields: dict[str, str]) -> dict[str | None, str | list[str]]:
     return {k: v for k, v in fields.items()}
 
 
-def phagocyte_pipeline() -> ProcessingPipeline:
+def phagocyte_pipeline(security_4688: bool = False) -> ProcessingPipeline:
     """pySigma processing: System fields of Windows rules onto winlog columns, taxonomy names of
     other sources onto ECS, `|expand` placeholders matched as wildcards (no placeholder lists are
-    configured; a wildcard never misses what a list would find)."""
+    configured; a wildcard never misses what a list would find). With `security_4688`, the
+    Sysmon names of process-creation rules become Security 4688's."""
     items = [
+        *([ProcessingItem(identifier="phago_security_4688", transformation=FieldMappingTransformation(
+            _mapping(SECURITY_4688_FIELDS)))] if security_4688 else []),
         ProcessingItem(identifier="phago_windows_system", transformation=FieldMappingTransformation(
             _mapping(WINDOWS_SYSTEM_FIELDS)), rule_conditions=[LogsourceCondition(product="windows")]),
         ProcessingItem(identifier="phago_ecs", transformation=FieldMappingTransformation(
