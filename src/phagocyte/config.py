@@ -50,6 +50,9 @@ class Settings:
     api_max_body: int = 32 * _MiB
     """Largest API request body (an NDJSON ingest batch)."""
 
+    rules: tuple[Path, ...] = ()
+    """Sigma rule files or folders (`PHAGO_RULES`, separated by `:`); empty: the default rule path."""
+
     @property
     def cases_db(self) -> str:
         return self.cases_url or f"sqlite:///{self.home / 'cases.db'}"
@@ -61,6 +64,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def rules_dir(self) -> Path:
+        """Where `phago rules sync` puts the SigmaHQ release (part of the default rule path)."""
+        return self.home / "rules"
 
 
 def _int_env(name: str, default: int) -> int:
@@ -86,5 +94,6 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         max_ratio=float(_int_env("PHAGO_MAX_RATIO", int(d.max_ratio))),
         batch_rows=_int_env("PHAGO_BATCH_ROWS", d.batch_rows),
     )
-    return Settings(home=root, limits=limits, cases_url=os.environ.get("PHAGO_CASES_URL") or None,
+    rules = tuple(Path(p).expanduser() for p in os.environ.get("PHAGO_RULES", "").split(os.pathsep) if p)
+    return Settings(home=root, limits=limits, rules=rules, cases_url=os.environ.get("PHAGO_CASES_URL") or None,
                     api_rate=_int_env("PHAGO_API_RATE", 100), api_max_body=_int_env("PHAGO_API_MAX_BODY", 32 * _MiB))

@@ -27,13 +27,18 @@ def check(raw: bytes | str, *, max_bytes: int) -> None:
     depth = 0
     for event in yaml.parse(raw, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent):
-            raise UnsafeYaml(f"YAML aliases are not accepted (line {event.start_mark.line + 1})")
+            raise UnsafeYaml(f"YAML aliases are not accepted (line {_line(event)})")
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise UnsafeYaml(f"nested deeper than {MAX_DEPTH} (line {event.start_mark.line + 1})")
+                raise UnsafeYaml(f"nested deeper than {MAX_DEPTH} (line {_line(event)})")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
+
+
+def _line(event: yaml.Event) -> int | str:
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else "?"
 
 
 def load(raw: bytes | str, *, max_bytes: int) -> Any:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +50,8 @@ def _fail(exc: PhagocyteError) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
-def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None) -> IngestReport:
+def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None,
+                          on_table: Callable[[pa.Table], None] | None = None) -> IngestReport:
     files = [f for f in iter_files([str(p) for p in paths]) if isinstance(f, Path)]
     total = sum(f.stat().st_size for f in files if f.exists()) or None
     with ParquetStore(settings.store_dir, writable=True) as store:
@@ -73,7 +75,8 @@ def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None
                 bar.update(task, completed=p.bytes_done, files=p.files_done, events=p.events, rate=p.rate,
                            skipped=p.skipped, current=cur)
 
-            report = run_ingest([str(p) for p in paths], store, settings, format=fmt, on_progress=update)
+            report = run_ingest([str(p) for p in paths], store, settings, format=fmt, on_progress=update,
+                                on_table=on_table)
             bar.update(task, description="done", current="")
     return report
 
@@ -137,17 +140,21 @@ def run(
     home: HomeOpt = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
 ) -> None:
-    """The main job: ingest, then report. (Detection and triage join as they land.)
+    """The main job: ingest with Sigma detection on each stored batch, then report. (Triage joins later.)
 
     Writes a JSON and a Markdown report under $PHAGO_HOME/reports and prints where."""
+    from phagocyte.cli.detect import finish_detection, streaming_detector
+
     settings = _settings(home)
     try:
-        report = _ingest_with_progress(paths, settings, format)
+        detector = streaming_detector(settings)
+        report = _ingest_with_progress(paths, settings, format, on_table=detector)
         with ParquetStore(settings.store_dir) as store:
             stats = store.stats()
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     _print_report(report)
+    finish_detection(settings, detector)
     from phagocyte.report import write_run_report
 
     paths_out = write_run_report(settings, report, stats)
@@ -196,7 +203,7 @@ def query(
     format: Annotated[str, typer.Option("--format", "-f", help="table, json (lines) or csv.")] = "table",
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,
 ) -> None:
-    """Run one read-only SQL query over the views: events, quarantine, sources (and alerts, later).
+    """Run one read-only SQL query over the views: events, alerts, quarantine, sources.
 
     Field names hold dots: quote them ("host.name")."""
     settings = _settings(home)
@@ -242,6 +249,11 @@ def formats() -> None:
 def version() -> None:
     """Print the version."""
     out.print(f"phagocyte {__version__}")
+
+
+from phagocyte.cli import detect as _detect  # noqa: E402 - registers hunt, detect, rules (it imports app)
+
+_detect.register(app)
 
 
 def main() -> None:

@@ -40,8 +40,8 @@ from phagocyte.store.base import SourceRecord, StoreStats
 
 __all__ = ["TABLE_SCHEMAS", "ParquetStore", "ParquetTransaction"]
 
-TABLE_SCHEMAS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA}
-"""Schema of each table; later stages (alerts) register theirs here."""
+TABLE_SCHEMAS: dict[str, pa.Schema] = {"events": EVENT_SCHEMA, "alerts": EVENT_SCHEMA}
+"""Schema of each table; `alerts` holds alerts raised here (event.kind alert, same columns as events)."""
 
 PART_ROWS = 250_000
 """Rows per Parquet file (and row group) at most."""

@@ -1,0 +1,245 @@
+"""`phago hunt`, `phago detect`, `phago rules check|sync`: Sigma detection on the command line.
+
+Transport only: loading rules, running the engine and storing alerts live in `phagocyte.detect`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.table import Table
+
+from phagocyte.alerts import level_rank, to_json
+from phagocyte.cli.app import HomeOpt, _fail, _ingest_with_progress, _print_report, _settings, console, out
+from phagocyte.config import Settings
+from phagocyte.detect.engine import Detector, Engine
+from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
+from phagocyte.detect.store import save_alerts
+from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release
+from phagocyte.errors import PhagocyteError
+from phagocyte.store.parquet import ParquetStore
+
+__all__ = ["finish_detection", "register", "rule_paths", "streaming_detector"]
+
+rules_app = typer.Typer(help="Sigma rules: check what compiles, fetch the SigmaHQ release.", no_args_is_help=True)
+
+RulesOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--rules", "-r", help="Sigma rule file or folder (repeatable). Default: $PHAGO_RULES, else "
+                 "the built-in pack plus the SigmaHQ rules fetched by `phago rules sync`."),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write alerts to FILE: .csv, else JSON lines.")]
+
+CSV_COLUMNS = ("@timestamp", "rule.id", "rule.name", "rule.level", "threat.technique.id", "threat.tactic.name",
+               "host.name", "user.name", "process.command_line", "log.file.path", "winlog.record_id",
+               "log.file.line", "event.reference", "event.id", "message")
+
+
+def rule_paths(settings: Settings, given: Sequence[Path] | None = None) -> list[Path]:
+    """`--rules`, else `$PHAGO_RULES`, else the built-in pack and the synced SigmaHQ rules."""
+    if given:
+        return list(given)
+    if settings.rules:
+        return list(settings.rules)
+    synced = settings.rules_dir / "sigmahq"
+    return [BUILTIN_RULES, *([synced] if synced.exists() else [])]
+
+
+def _load(settings: Settings, given: Sequence[Path] | None) -> RuleSet:
+    paths = rule_paths(settings, given)
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such rule file or folder: {', '.join(map(str, missing))}", param_hint="--rules")
+    t0 = time.perf_counter()
+    rs = load_rules(paths, cache_dir=settings.home / "cache")
+    console.print(f"rules: {len(rs.primary):,} compiled, {len(rs.correlations)} correlations, "
+                  f"{len(rs.errors)} failed ({time.perf_counter() - t0:.1f} s)"
+                  + (" — see `phago rules check`" if rs.errors else ""))
+    return rs
+
+
+def streaming_detector(settings: Settings, given: Sequence[Path] | None = None) -> Detector:
+    """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored."""
+    return Detector(Engine(_load(settings, given)))
+
+
+def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None) -> list[dict[str, Any]]:
+    """Alerts of a streamed run: correlations, store (no duplicates), summary, optional file."""
+    alerts = detector.alerts()
+    with ParquetStore(settings.store_dir, writable=True) as store:
+        new = save_alerts(store, alerts)
+    _summary(alerts, new)
+    for rule_id, reason in sorted(detector.engine.failed.items()):
+        console.print(f"[yellow]rule {rule_id} failed at run time and was skipped:[/yellow] {reason}")
+    if out_file is not None:
+        write_alerts(alerts, out_file)
+        console.print(f"alerts written to [bold]{out_file}[/bold]")
+    return alerts
+
+
+def _summary(alerts: list[dict[str, Any]], new: int) -> None:
+    hits = Counter((a["rule.id"], a.get("rule.name", ""), a.get("rule.level") or "") for a in alerts)
+    techniques: dict[str, str] = {}
+    for a in alerts:
+        techniques.setdefault(a["rule.id"], ", ".join(a.get("threat.technique.id") or [])[:40])
+    t = Table(title=f"Sigma: {len(alerts):,} alerts from {len(hits)} rules ({new:,} new in the store)")
+    t.add_column("level")
+    t.add_column("rule", overflow="fold")
+    t.add_column("hits", justify="right")
+    t.add_column("ATT&CK")
+    colour = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+    rows = sorted(hits.items(), key=lambda kv: (-level_rank(kv[0][2]), -kv[1], kv[0][1]))
+    for (rid, name, level), n in rows[:60]:
+        t.add_row(f"[{colour.get(level, 'dim')}]{level or '-'}[/]", name, f"{n:,}", techniques.get(rid, ""))
+    if len(rows) > 60:
+        t.add_row("", f"... and {len(rows) - 60} more rules", "", "")
+    out.print(t)
+
+
+def write_alerts(alerts: list[dict[str, Any]], path: Path) -> None:
+    """JSON lines (every field, plus `alert_ref`), or CSV (the fields to check an alert by hand)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        if path.suffix.lower() == ".csv":
+            w = csv.writer(fh)
+            w.writerow(CSV_COLUMNS)
+            for a in alerts:
+                j = to_json(a)
+                w.writerow(["|".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
+                            for v in (j.get(c) for c in CSV_COLUMNS)])
+        else:
+            for a in alerts:
+                fh.write(json.dumps(to_json(a), ensure_ascii=False, default=str) + "\n")
+
+
+def hunt(
+    paths: Annotated[list[Path], typer.Argument(help="Log files or folders (EVTX, JSON, ...).")],
+    rules: RulesOpt = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Keep the store here (default: a temporary one).")] = None,
+    out_file: OutOpt = None,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
+) -> None:
+    """Hunt with Sigma rules through logs: ingest them (into a temporary store unless --home is
+    given), evaluate the rules as they are stored, print the alerts per rule, write them with --out.
+
+    Exit status: 0 no alert, 4 alerts raised, 1 error."""
+    tmp = None if home else Path(tempfile.mkdtemp(prefix="phago-hunt-"))
+    settings = _settings(home or tmp)
+    try:
+        detector = streaming_detector(settings, rules)
+        report = _ingest_with_progress(paths, settings, format, on_table=detector)
+        _print_report(report)
+        alerts = finish_detection(settings, detector, out_file)
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise typer.Exit(4 if alerts else 0)
+
+
+def detect(
+    rules: RulesOpt = None,
+    home: HomeOpt = None,
+    out_file: OutOpt = None,
+    batch_rows: Annotated[int, typer.Option(help="Events evaluated per batch.")] = 100_000,
+) -> None:
+    """Run Sigma rules over everything already in the store; new alerts go to its `alerts` table
+    (`phago query 'select * from alerts'`); the same alert twice is stored once."""
+    settings = _settings(home)
+    if not settings.store_dir.exists():
+        console.print(f"no store at {settings.store_dir} yet: run `phago ingest PATH` first")
+        raise typer.Exit(0)
+    try:
+        detector = streaming_detector(settings, rules)
+        with ParquetStore(settings.store_dir) as store:
+            reader = store.connect().sql("SELECT * FROM events").to_arrow_reader(batch_rows)
+            for batch in reader:
+                detector(pa.Table.from_batches([batch]))
+        finish_detection(settings, detector, out_file)
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+
+
+@rules_app.command("check")
+def rules_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Rule files or folders (default: the rule path).")] = None,
+    home: HomeOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Errors and counts as JSON on stdout.")] = False,
+) -> None:
+    """Compile rules and report what compiles and why each failure failed. Exit 0 all compile, 3 some fail."""
+    settings = _settings(home)
+    for p in paths or []:
+        if not p.exists():
+            console.print(f"[red]error:[/red] no such rule file or folder: {p}")
+            raise typer.Exit(2)
+    rs = load_rules(rule_paths(settings, paths))
+    unmapped = [r for r in rs.primary if not r.route.mapped]
+    share = (len(rs.primary) + len(rs.correlations)) / rs.total if rs.total else 1.0
+    if json_out:
+        out.print_json(json.dumps({
+            "files": rs.files, "rules": len(rs.primary), "correlations": len(rs.correlations),
+            "failed": len(rs.errors), "compiled_share": share, "unmapped_logsource": len(unmapped),
+            "errors": [e.__dict__ if hasattr(e, "__dict__") else
+                       {"path": e.path, "rule_id": e.rule_id, "title": e.title, "reason": e.reason}
+                       for e in rs.errors],
+        }))
+    else:
+        t = Table(title=f"Sigma rules: {len(rs.primary) + len(rs.correlations):,} of {rs.total:,} compile "
+                        f"({share:.1%}), from {rs.files:,} files")
+        t.add_column("what")
+        t.add_column("count", justify="right")
+        t.add_row("detection rules", f"{len(rs.primary):,}")
+        t.add_row("  of which also run on Security 4688 (process creation)",
+                  f"{sum(1 for r in rs.rules if r.variant):,}")
+        t.add_row("correlation rules", f"{len(rs.correlations):,}")
+        t.add_row("failed", f"{len(rs.errors):,}")
+        t.add_row("log source not mapped (run on all events of their product)", f"{len(unmapped):,}")
+        out.print(t)
+        if rs.errors:
+            et = Table(title="Rules that do not compile")
+            et.add_column("file", overflow="fold")
+            et.add_column("rule", overflow="fold")
+            et.add_column("reason", overflow="fold")
+            for e in rs.errors[:200]:
+                et.add_row(e.path, e.title or e.rule_id or "", e.reason)
+            out.print(et)
+    raise typer.Exit(3 if rs.errors else 0)
+
+
+@rules_app.command("sync")
+def rules_sync(
+    home: HomeOpt = None,
+    archive: Annotated[Path | None, typer.Option("--archive", help="Unpack this release zip instead of "
+                                                 "downloading (offline machines).")] = None,
+    url: Annotated[str | None, typer.Option("--api", help="Release API URL (default: SigmaHQ's latest).")] = None,
+) -> None:
+    """Fetch the latest SigmaHQ rule release into $PHAGO_HOME/rules/sigmahq (then part of the rule path)."""
+    settings = _settings(home)
+    target = settings.rules_dir / "sigmahq"
+    try:
+        if archive is not None:
+            n, tag = unpack_release(archive, target), archive.name
+        else:
+            from phagocyte.detect.sync import RELEASE_API
+
+            tag, n = fetch_latest(target, api=url or RELEASE_API)
+    except SyncError as exc:
+        raise _fail(exc) from exc
+    console.print(f"SigmaHQ rules {tag}: {n:,} rule files in {target}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(hunt)
+    app.command()(detect)
+    app.add_typer(rules_app, name="rules")

@@ -1,0 +1,1 @@
+"""Detection: Sigma rules (and correlations) over the store and the ingest stream."""

@@ -1,0 +1,217 @@
+"""Loading Sigma rule folders: every rule compiles or gets its own clear error; the others run.
+
+pySigma parses each file (rules, correlation rules, filters; its default policy checks `|re`
+patterns with RE2), filters are applied to the rules they name, correlation rules are resolved
+against the rules loaded with them, then each rule goes through our processing pipeline and back
+end. One bad file or rule never stops the set: it becomes a `RuleError` with its path and reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaRuleLocation
+from sigma.filters import SigmaFilter
+from sigma.rule import SigmaRule
+
+from phagocyte import __version__
+from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
+from phagocyte.detect.sigma.backend import CompiledRule, compile_rule
+from phagocyte.detect.sigma.pipeline import SECURITY_4688, Route, is_process_creation, phagocyte_pipeline
+
+__all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
+
+BUILTIN_RULES = Path(__file__).parent / "rules"
+"""Phagocyte's own rule pack (original rules; the SigmaHQ set comes with `--rules` or `phago rules sync`)."""
+CACHE_FORMAT = 2
+"""Bumped whenever compilation changes, so that no cache of an older compiler is reused."""
+MAX_RULE_BYTES = 1024 * 1024
+"""A rule file larger than this is refused unread (SigmaHQ's largest is ~60 KB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    """A rule file or rule that cannot run, and why."""
+
+    path: str
+    reason: str
+    rule_id: str | None = None
+    title: str | None = None
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """Compiled rules and correlations, with the errors of those that did not compile."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def primary(self) -> list[CompiledRule]:
+        """The rules as written (without their variants, such as the Security 4688 form)."""
+        return [r for r in self.rules if r.variant is None]
+
+    @property
+    def total(self) -> int:
+        return len(self.primary) + len(self.correlations) + len(self.errors)
+
+    def by_id(self) -> dict[str, CompiledRule]:
+        return {r.id: r for r in self.rules}
+
+
+def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """The `.yml`/`.yaml` files under `paths`, sorted, hidden files and folders skipped."""
+    for p in map(Path, paths):
+        if p.is_file():
+            yield p
+            continue
+        for f in sorted(p.rglob("*")):
+            if f.suffix.lower() in (".yml", ".yaml") and f.is_file() and \
+                    not any(part.startswith(".") for part in f.relative_to(p).parts):
+                yield f
+
+
+def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule | SigmaFilter]:
+    try:
+        size = path.stat().st_size
+        if size > MAX_RULE_BYTES:
+            errors.append(RuleError(str(path), f"file too large ({size:,} bytes > {MAX_RULE_BYTES:,})"))
+            return []
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(RuleError(str(path), f"cannot read: {exc}"))
+        return []
+    try:
+        # References are resolved later, against every rule loaded (a correlation and its rules
+        # may live in different files).
+        coll = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
+                                         collect_filters=True, resolve_references=False)
+    except Exception as exc:  # YAML errors and anything pySigma raises on hostile input
+        errors.append(RuleError(str(path), f"{type(exc).__name__}: {_reason(exc)}"))
+        return []
+    out: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = []
+    reported: set[int] = set()
+    for item in [*coll.rules, *coll.filters]:
+        item_errors = getattr(item, "errors", None) or []
+        rid = str(item.id) if getattr(item, "id", None) else None
+        title = getattr(item, "title", None)
+        if item_errors:
+            reported.update(id(e) for e in item_errors)
+            errors.append(RuleError(str(path), "; ".join(_reason(e) for e in item_errors), rid, title))
+            continue
+        out.append(item)
+    rest = [e for e in coll.errors if id(e) not in reported]
+    if rest:
+        errors.append(RuleError(str(path), "; ".join(_reason(e) for e in rest)))
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return msg[:400]
+
+
+def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | None = None) -> RuleSet:
+    """Compile every rule under `paths` (a cached result is reused while no file changed).
+
+    The cache is plain JSON (never pickle: a cache file must not be able to run code)."""
+    files = list(rule_files(paths))
+    key = None
+    if cache_dir is not None:
+        h = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}".encode())
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        key = cache_dir / f"rules-{h.hexdigest()[:24]}.json"
+        if key.exists():
+            try:
+                return _from_json(json.loads(key.read_text(encoding="utf-8")))
+            except (ValueError, KeyError, TypeError):  # a stale or broken cache is rebuilt
+                pass
+    rs = _compile(files)
+    if key is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_suffix(".tmp")
+        tmp.write_text(json.dumps(_to_json(rs)), encoding="utf-8")
+        os.replace(tmp, key)
+    return rs
+
+
+def _to_json(rs: RuleSet) -> dict[str, Any]:
+    rules = []
+    for r in rs.rules:
+        d = asdict(r)
+        d["columns"] = sorted(r.columns)
+        rules.append(d)
+    return {"rules": rules, "correlations": [asdict(c) for c in rs.correlations],
+            "errors": [asdict(e) for e in rs.errors], "files": rs.files}
+
+
+def _from_json(d: dict[str, Any]) -> RuleSet:
+    rules = []
+    for r in d["rules"]:
+        r = dict(r)
+        r["route"] = Route(**r["route"])
+        r["columns"] = {(k, f) for k, f in r["columns"]}
+        rules.append(CompiledRule(**r))
+    return RuleSet(rules=rules, correlations=[CompiledCorrelation(**c) for c in d["correlations"]],
+                   errors=[RuleError(**e) for e in d["errors"]], files=int(d["files"]))
+
+
+def _compile(files: list[Path]) -> RuleSet:
+    rs = RuleSet(files=len(files))
+    items: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = []
+    for f in files:
+        items.extend(_parse(f, rs.errors))
+    filters = [i for i in items if isinstance(i, SigmaFilter)]
+    rules = [r for r in items if isinstance(r, SigmaRule)]
+    correlations = [r for r in items if isinstance(r, SigmaCorrelationRule)]
+    for rule in rules:
+        path = str(rule.source.path) if rule.source and rule.source.path else "?"
+        try:
+            filtered: SigmaRule | SigmaCorrelationRule = rule
+            for flt in filters:  # Sigma filters: extra conditions on the rules they name
+                filtered = flt.apply_on_rule(filtered)
+            assert isinstance(filtered, SigmaRule)
+            second = copy.deepcopy(filtered) if is_process_creation(filtered.logsource) else None
+            phagocyte_pipeline().apply(filtered)
+            c = compile_rule(filtered)
+        except Exception as exc:  # per-rule isolation: pySigma and the back end raise many types
+            rs.errors.append(RuleError(path, _reason(exc), str(rule.id) if rule.id else None, rule.title))
+            continue
+        rs.rules.append(c)
+        if second is not None:  # the same rule on Security 4688 process creations
+            try:
+                phagocyte_pipeline(security_4688=True).apply(second)
+                rs.rules.append(compile_rule(second, SECURITY_4688, "security-4688"))
+            except Exception:  # the Sysmon form compiled; the variant is a bonus
+                continue
+    if correlations:
+        by_ref: dict[str, CompiledRule] = {}
+        for c in rs.primary:
+            by_ref[c.id] = c
+            if c.name:
+                by_ref[c.name] = c
+        for corr in correlations:
+            path = str(corr.source.path) if corr.source and corr.source.path else "?"
+            try:
+                rs.correlations.append(compile_correlation(corr, by_ref))
+            except Exception as exc:
+                rs.errors.append(RuleError(path, _reason(exc), str(corr.id) if corr.id else None, corr.title))
+        for c in rs.rules:  # a variant returns the same values and alerts as its primary form
+            if c.variant is not None and (p := by_ref.get(c.id)) is not None:
+                c.generate = p.generate
+                c.keep = list(p.keep)
+                c.columns.update(("r", f) for f in p.keep)
+    return rs

@@ -1,0 +1,147 @@
+"""`phago hunt`, `phago detect`, `phago rules check|sync` and streaming in `phago run`, in-process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from phagocyte.cli.app import app
+from phagocyte.detect.rules import load_rules
+from phagocyte.detect.sync import SyncError, unpack_release
+from phagocyte.store.parquet import ParquetStore
+from tests.conftest import REPO, evaldata
+
+runner = CliRunner()
+DEMO = REPO / "demo"
+
+
+def _alerts(home: Path) -> list[dict[str, object]]:
+    with ParquetStore(home / "store") as store:
+        return store.query('SELECT * FROM alerts ORDER BY "event.id"').to_pylist()
+
+
+def test_hunt_writes_alerts_as_json_lines_and_csv(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["hunt", str(DEMO), "--out", str(tmp_path / "a.jsonl")])
+    assert res.exit_code == 4, res.output  # alerts raised
+    assert "Sigma:" in res.output and "Hidden PowerShell" in res.output
+    lines = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(lines) >= 10
+    for a in lines:
+        assert a["event.kind"] == "alert" and a["rule.id"] and a["rule.name"] and a["rule.level"]
+        assert a["log.file.path"] and a["alert_ref"]
+    ps = next(a for a in lines if a["rule.name"] == "Hidden PowerShell With an Encoded Command")
+    assert ps["threat.technique.id"] == ["T1059.001", "T1027"] and "Execution" in ps["threat.tactic.name"]
+    assert ps["host.name"].lower() == "ws-042.corp.example"
+    res = runner.invoke(app, ["hunt", str(DEMO), "--out", str(tmp_path / "a.csv")])
+    rows = list(csv.DictReader((tmp_path / "a.csv").open()))
+    assert len(rows) == len(lines) and {"rule.id", "rule.level", "log.file.path", "winlog.record_id"} <= set(rows[0])
+
+
+def test_stream_in_run_and_batch_detect_give_the_same_alerts_and_detect_twice_adds_nothing(tmp_path: Path) -> None:
+    streamed, batch = tmp_path / "s", tmp_path / "b"
+    assert runner.invoke(app, ["run", "--home", str(streamed), str(DEMO)]).exit_code == 0
+    assert runner.invoke(app, ["ingest", "--home", str(batch), str(DEMO)]).exit_code == 0
+    res = runner.invoke(app, ["detect", "--home", str(batch)])
+    assert res.exit_code == 0, res.output
+    a, b = _alerts(streamed), _alerts(batch)
+    assert a and [x["event.id"] for x in a] == [x["event.id"] for x in b]
+    assert [(x["rule.id"], x["event.reference"]) for x in a] == [(x["rule.id"], x["event.reference"]) for x in b]
+    res = runner.invoke(app, ["detect", "--home", str(batch)])
+    assert "(0 new in the store)" in res.output.replace("\n", " ").replace("  ", " ") or "0 new" in res.output
+    assert len(_alerts(batch)) == len(b)
+    q = runner.invoke(app, ["query", "--home", str(batch), "--format", "json",
+                            "select count(*) AS n from alerts where \"event.kind\" = 'alert'"])
+    assert json.loads(q.output)["n"] == len(b)
+
+
+def test_hunt_on_evtx_with_a_sigmahq_rule_reports_the_record_number(tmp_path: Path) -> None:
+    sigma = evaldata("sigma")
+    rule = sigma / "rules/windows/process_creation/proc_creation_win_certutil_encode.yml"
+    evtx = next((sigma / "regression_data/rules/windows/process_creation/proc_creation_win_certutil_encode").glob(
+        "*.evtx"))
+    res = runner.invoke(app, ["hunt", str(evtx), "--rules", str(rule), "--out", str(tmp_path / "a.jsonl")])
+    assert res.exit_code == 4, res.output
+    (alert,) = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert alert["rule.id"] == "e62a9f0c-ca1e-46b2-85d5-a6da77f86d1a"
+    assert alert["winlog.record_id"] == 11570013 and alert["log.file.path"] == str(evtx)
+    assert alert["alert_ref"] == f"{evtx.name}:11570013"
+
+
+BAD = {
+    "broken.yml": "title: x\ndetection: [unclosed\n",
+    "nocondition.yml": "title: No condition\nlogsource:\n  product: windows\ndetection:\n  sel:\n    a: 1\n",
+    "badmod.yml": "title: Bad modifier\nlogsource:\n  product: windows\n  category: process_creation\n"
+                  "detection:\n  sel:\n    Image|nosuchmodifier: x\n  condition: sel\n",
+    "undefined.yml": "title: Undefined\nlogsource:\n  product: windows\ndetection:\n  sel:\n    a: 1\n"
+                     "  condition: sel and other\n",
+}
+GOOD = ("title: Good\nid: 6b7c3f1e-9d2a-4a57-9b0f-2d4c8e1a0b11\nlogsource:\n  product: windows\n"
+        "  category: process_creation\ndetection:\n  sel:\n    Image|endswith: '\\cmd.exe'\n  condition: sel\n")
+
+
+def test_rules_check_names_each_bad_rule_and_the_good_ones_still_run(tmp_path: Path) -> None:
+    d = tmp_path / "rules"
+    d.mkdir()
+    for name, text in BAD.items():
+        (d / name).write_text(text)
+    (d / "good.yml").write_text(GOOD)
+    rs = load_rules([d])
+    assert [r.title for r in rs.primary] == ["Good"]
+    assert sorted(Path(e.path).name for e in rs.errors) == sorted(BAD)
+    res = runner.invoke(app, ["rules", "check", str(d), "--json"])
+    assert res.exit_code == 3
+    report = json.loads(res.output)
+    assert report["rules"] == 1 and report["failed"] == 4 and all(e["reason"] for e in report["errors"])
+    (d / "broken.yml").unlink()
+    for name in BAD:
+        (d / name).unlink(missing_ok=True)
+    assert runner.invoke(app, ["rules", "check", str(d)]).exit_code == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=2000), st.text(max_size=2000),
+                 st.builds(lambda s: GOOD[: len(GOOD) * s // 100], st.integers(0, 100))))
+def test_garbage_rule_files_are_errors_never_crashes(tmp_path: Path, content: bytes | str) -> None:
+    f = tmp_path / "fuzz.yml"
+    f.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    rs = load_rules([f])
+    assert len(rs.rules) + len(rs.errors) >= 0 and all(e.reason for e in rs.errors)
+
+
+def test_rules_sync_offline_gives_a_clear_error(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["rules", "sync", "--home", str(tmp_path), "--api", "http://127.0.0.1:9/latest"])
+    assert res.exit_code == 1
+    assert "cannot reach" in res.output and "--archive" in res.output
+
+
+def test_rules_sync_unpacks_a_release_archive_and_the_rules_join_the_default_path(tmp_path: Path) -> None:
+    archive = tmp_path / "sigma_all_rules.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("rules/windows/good.yml", GOOD)
+        z.writestr("README.md", "not a rule")
+    home = tmp_path / "home"
+    res = runner.invoke(app, ["rules", "sync", "--home", str(home), "--archive", str(archive)])
+    assert res.exit_code == 0, res.output
+    assert (home / "rules/sigmahq/rules/windows/good.yml").read_text() == GOOD
+    assert not (home / "rules/sigmahq/README.md").exists()
+    res = runner.invoke(app, ["rules", "check", "--home", str(home), "--json"])
+    assert json.loads(res.output)["rules"] > 10  # the built-in pack plus the synced rule
+
+
+def test_rules_sync_refuses_paths_outside_the_target(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("../../escape.yml", GOOD)
+    try:
+        unpack_release(archive, tmp_path / "target")
+    except SyncError as exc:
+        assert "unsafe path" in str(exc)
+    else:
+        raise AssertionError("zip slip accepted")
+    assert not (tmp_path.parent / "escape.yml").exists() and not (tmp_path / "target").exists()
