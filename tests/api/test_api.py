@@ -111,3 +111,20 @@ def test_playbook_run_needs_approval_and_is_idempotent(api: Api) -> None:
     assert c.post(f"/api/runs/{run['id']}/approve", headers=h).status_code == 409
     actions = [a["action"] for a in c.get("/api/incidents/inc-1/timeline", headers=h).json()["items"]]
     assert actions[:3] == ["playbook.run", "playbook.approve", "playbook.request"]
+
+
+def test_alerts_raised_by_detection_are_served(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from phagocyte.cli.app import app
+    from tests.conftest import REPO
+
+    home = tmp_path / "home"
+    res = CliRunner().invoke(app, ["run", "--home", str(home), str(REPO / "demo")])
+    assert res.exit_code in (0, 3), res.output
+    api = make_api(f"sqlite:///{tmp_path / 'c.db'}", home)
+    alerts = api.client.get("/api/alerts", params={"limit": 1000}, headers=api.h("viewer")).json()["items"]
+    raised = api.app.state.store().query('select count(*) as n from alerts').column("n")[0].as_py()
+    imported = api.app.state.store().query("select count(*) as n from events where \"event.kind\" = 'alert'")
+    assert raised > 0 and len(alerts) == raised + imported.column("n")[0].as_py()
+    assert all(a["rule.name"] and a["log.file.path"] for a in alerts)

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from phagocyte.api.auth import COOKIE
+from phagocyte.api.routers.events import ALL_ALERTS
 from phagocyte.attack import tactic_rank
 from phagocyte.cases.service import CaseError, Principal
 from phagocyte.web.graph import bars, entity_graph
@@ -213,8 +214,8 @@ def dashboard(request: Request) -> Response:
     volume: list[tuple[str, float]] = []
     try:
         t = request.app.state.store().query(
-            "SELECT strftime(\"@timestamp\", '%Y-%m-%d') AS day, count(*) AS n FROM events "
-            "WHERE \"event.kind\" = 'alert' AND \"@timestamp\" IS NOT NULL GROUP BY 1 ORDER BY 1 DESC LIMIT 30")
+            "SELECT strftime(\"@timestamp\", '%Y-%m-%d') AS day, count(*) AS n FROM " + ALL_ALERTS +
+            " WHERE \"@timestamp\" IS NOT NULL GROUP BY 1 ORDER BY 1 DESC LIMIT 30")
         volume = [(r["day"], float(r["n"])) for r in reversed(t.to_pylist())]
     except Exception:  # an empty or unreadable store shows no volume chart, the rest still renders
         volume = []

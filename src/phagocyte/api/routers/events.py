@@ -22,6 +22,9 @@ _INGEST_LOCK = threading.Lock()
 _ALERT_COLUMNS = ['"@timestamp"', '"event.id"', '"rule.id"', '"rule.name"', '"rule.level"', '"event.module"',
                   '"host.name"', '"user.name"', '"source.ip"', '"destination.ip"', '"threat.tactic.name"',
                   '"threat.technique.id"', '"log.file.path"', '"log.file.line"', '"winlog.record_id"', '"message"']
+ALL_ALERTS = ("(SELECT * FROM alerts UNION ALL BY NAME "
+              "SELECT * FROM events WHERE \"event.kind\" = 'alert')")
+"""Alerts raised here (the `alerts` table) and alerts imported from other tools (`events`)."""
 _SEARCH_FIELDS = ["host.name", "user.name", "source.ip", "destination.ip", "process.name", "file.hash.sha256",
                   "dns.question.name", "url.domain", "rule.name", "event.id"]
 
@@ -64,15 +67,15 @@ def list_alerts(request: Request, _: Viewer,
                 host: Annotated[str | None, Query(max_length=200)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
-    """Alerts in the store (raised by detection or imported), newest first."""
-    where, params = ["\"event.kind\" = 'alert'"], []
+    """Alerts in the store (raised by detection, or imported from Suricata, Wazuh, ...), newest first."""
+    where, params = ["TRUE"], []
     if rule:
         where.append('("rule.id" = ? OR "rule.name" = ?)')
         params += [rule, rule]
     if host:
         where.append('"host.name" = ?')
         params.append(host)
-    sql = (f"SELECT {', '.join(_ALERT_COLUMNS)} FROM events WHERE {' AND '.join(where)} "
+    sql = (f"SELECT {', '.join(_ALERT_COLUMNS)} FROM {ALL_ALERTS} WHERE {' AND '.join(where)} "
            f'ORDER BY "@timestamp" DESC NULLS LAST LIMIT {limit} OFFSET {offset}')
     return {"items": _rows(request.app.state.store().query(sql, params))}
 
@@ -85,6 +88,7 @@ def search(request: Request, _: Viewer, q: Annotated[str, Query(min_length=1, ma
     cond = " OR ".join(f'lower("{f}") = lower(?)' for f in _SEARCH_FIELDS)
     sql = (f'SELECT "@timestamp", "event.id", "event.kind", "event.dataset", "host.name", "user.name", '
            f'"source.ip", "destination.ip", "process.name", "rule.name", "message", "log.file.path", '
-           f'"log.file.line" FROM events WHERE {cond} ORDER BY "@timestamp" DESC NULLS LAST LIMIT {limit}')
+           f'"log.file.line" FROM (SELECT * FROM events UNION ALL BY NAME SELECT * FROM alerts) WHERE {cond} '
+           f'ORDER BY "@timestamp" DESC NULLS LAST LIMIT {limit}')
     events = _rows(request.app.state.store().query(sql, [q] * len(_SEARCH_FIELDS)))
     return {"incidents": incidents, "events": events}
