@@ -152,6 +152,7 @@ def run(
 
     paths_out = write_run_report(settings, report, stats)
     _print_stats(stats)
+    _run_triage(settings)
     console.print(f"Report: [bold]{paths_out['markdown']}[/bold] (and {paths_out['json'].name})")
     raise typer.Exit(report.exit_code)
 
@@ -247,3 +248,9 @@ def version() -> None:
 def main() -> None:
     app()
 
+
+
+from phagocyte.cli.triage import run_hook as _run_triage  # noqa: E402
+from phagocyte.cli.triage import triage as _triage  # noqa: E402
+
+app.command(name="triage")(_triage)

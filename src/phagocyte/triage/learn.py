@@ -20,7 +20,7 @@ from phagocyte.triage.score import RiskModel
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups, SuppressionConfig, suppress
 
-__all__ = ["TP", "FP", "BTP", "alert_truth", "apply_verdicts", "group_labels", "learn"]
+__all__ = ["BTP", "FP", "TP", "alert_truth", "apply_verdicts", "group_labels", "learn"]
 
 TP, FP, BTP = "true_positive", "false_positive", "benign_true_positive"
 VERDICTS = (TP, FP, BTP)
@@ -86,12 +86,14 @@ def learn(frames: Sequence[tuple[str, AlertFrame]], suppression: SuppressionConf
 
 
 def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, str],
-                   train: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[RiskModel, list[dict[str, Any]]]:
+                   train: tuple[np.ndarray, np.ndarray] | None = None,
+                   ) -> tuple[RiskModel, list[dict[str, Any]], np.ndarray, np.ndarray]:
     """Update the model with analyst verdicts on groups of `frame` (group id → verdict).
 
     True positives count as attack, false and benign true positives as noise (benign true
     positives are real but wanted activity: not to be escalated again). Returns the refitted model
-    and narrowly scoped suppression proposals (one rule on one host, never a whole rule).
+    and narrowly scoped suppression proposals (one rule on one host, never a whole rule), and the
+    grown training set (to be saved with the model).
     """
     bad = {v for v in verdicts.values() if v not in VERDICTS}
     if bad:
@@ -119,4 +121,4 @@ def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, s
         new = RiskModel.fit(X, y, stats, thresholds=model.thresholds, suppression=model.suppression,
                             trained_on=model.trained_on, proposals=model.proposals + proposals)
         new.verdicts = model.verdicts + len(ids) if train is None else len(y)
-    return new, proposals
+    return new, proposals, X, y

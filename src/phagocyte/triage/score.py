@@ -20,7 +20,7 @@ import numpy as np
 from phagocyte.triage.features import FEATURE_TEXT, FEATURES
 from phagocyte.triage.suppress import SuppressionConfig
 
-__all__ = ["ESCALATE", "MONITOR", "AUTO_CLOSE", "DEFER", "Thresholds", "RiskModel", "disposition"]
+__all__ = ["AUTO_CLOSE", "DEFER", "ESCALATE", "MONITOR", "RiskModel", "Thresholds", "disposition"]
 
 ESCALATE, MONITOR, AUTO_CLOSE, DEFER = "escalate", "monitor", "auto_close", "defer"
 MODEL_FILE = "model.json"
@@ -71,6 +71,12 @@ class RiskModel:
         lr.fit((X - mean) / std, y)
         return cls(lr.coef_[0].astype(float), float(lr.intercept_[0]), mean, std, dict(rule_stats),
                    verdicts=len(y), **kw)
+
+    @classmethod
+    def untrained(cls) -> RiskModel:
+        """A model without verdicts: every group is unseen, so everything goes to a human."""
+        n = len(FEATURES)
+        return cls(np.zeros(n), 0.0, np.zeros(n), np.ones(n))
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(((X - self.mean) / self.std) @ self.coef + self.intercept)

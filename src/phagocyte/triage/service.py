@@ -75,7 +75,7 @@ class TriageResult:
                     for i in inc.groups[:200]]
         return {
             "id": inc.id, "score": round(inc.score, 4), "disposition": inc.disposition, "deferred": inc.deferred,
-            "alert_count": int(len(idx)), "group_count": len(inc.groups),
+            "alert_count": len(idx), "group_count": len(inc.groups),
             "alert_refs": f.ref[idx].tolist() if with_refs else [],
             "entities": entities, "tactics": inc.tactics, "first_seen": iso(first), "last_seen": iso(last),
             "rules": dict(rules.most_common()), "timeline": timeline,
@@ -134,7 +134,7 @@ def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
 def write_incidents(result: TriageResult, out: str | Path | IO[str]) -> int:
     """One JSON object per incident; returns how many were written."""
     n = 0
-    fh = open(out, "w", encoding="utf-8") if isinstance(out, str | Path) else out  # noqa: SIM115
+    fh = open(out, "w", encoding="utf-8") if isinstance(out, str | Path) else out
     try:
         for d in result.incident_dicts():
             fh.write(json.dumps(d, ensure_ascii=False) + "\n")
@@ -143,3 +143,24 @@ def write_incidents(result: TriageResult, out: str | Path | IO[str]) -> int:
         if isinstance(out, str | Path):
             fh.close()
     return n
+
+
+MODEL_DIRNAME = "triage-model"
+"""Where `phago run` looks for a learned model: `$PHAGO_HOME/triage-model`."""
+
+
+def triage_store(store: Any, home: str | Path, out: str | Path) -> TriageResult | None:
+    """Triage the alerts (`event.kind = 'alert'`) of a store, for `phago run`; None when it holds none.
+
+    Uses `$PHAGO_HOME/triage-model` when present; without one every group is deferred to a human
+    (nothing is auto-closed on no evidence)."""
+    from phagocyte.triage.sources import read_store_alerts
+
+    frame = read_store_alerts(store)
+    if not len(frame):
+        return None
+    model_dir = Path(home) / MODEL_DIRNAME
+    model = RiskModel.load(model_dir) if (model_dir / "model.json").exists() else RiskModel.untrained()
+    result = triage(frame, model)
+    write_incidents(result, out)
+    return result

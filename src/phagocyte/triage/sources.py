@@ -98,10 +98,10 @@ def frame_from_table(table: pa.Table) -> AlertFrame:
     lv = col("rule.level")
     sev = col("event.severity")
     level = np.asarray([_LEVELS.get((a or "").lower(), -1) if a else -1 for a in lv], dtype=np.int8)
-    for i in np.nonzero(level < 0)[0]:  # numeric severity of an imported alert, when no Sigma level
-        s = sev[i]
-        if isinstance(s, int) and module[i] == "suricata":
-            level[i] = {1: 3, 2: 2, 3: 1}.get(s, 0)
+    for j in np.nonzero(level < 0)[0]:  # numeric severity of an imported alert, when no Sigma level
+        s = sev[j]
+        if isinstance(s, int) and module[j] == "suricata":
+            level[j] = {1: 3, 2: 2, 3: 1}.get(s, 0)
     paths, lines, recs = col("log.file.path"), col("log.file.line"), col("winlog.record_id")
     ref = np.asarray([
         f"{PurePath(str(p).rsplit('!', 1)[-1]).name}:{ln if ln is not None else rc}" if p else "?"
