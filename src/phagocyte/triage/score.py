@@ -76,7 +76,7 @@ class RiskModel:
     def untrained(cls) -> RiskModel:
         """A model without verdicts: every group is unseen, so everything goes to a human."""
         n = len(FEATURES)
-        return cls(np.zeros(n), 0.0, np.zeros(n), np.ones(n))
+        return cls(np.zeros(n), float(np.log(0.3 / 0.7)), np.zeros(n), np.ones(n))  # p = 0.3: unsure
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(((X - self.mean) / self.std) @ self.coef + self.intercept)
