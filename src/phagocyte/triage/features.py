@@ -19,15 +19,19 @@ from phagocyte.attack import TACTICS, tactic
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups
 
-__all__ = ["FEATURES", "HOST_WINDOW", "GroupFeatures", "group_features", "rule_tactics"]
+__all__ = ["BASE_FEATURES", "FEATURES", "HOST_WINDOW", "GroupFeatures", "group_features", "host_context",
+           "rule_tactics"]
 
 HOST_WINDOW = 3600.0
 """Seconds around a group in which other groups of the same host count as its context."""
 
-FEATURES: tuple[str, ...] = (
+BASE_FEATURES: tuple[str, ...] = (
     "rule_prior", "rule_support", "count", "duration", "level", "first_on_host", "seen_on_host",
     "seen_in_org", "burst", "host_variety", "host_novel", "tactic_breadth", "stream_age", "novel_x_age",
 )
+FEATURES: tuple[str, ...] = (*BASE_FEATURES, "host_risk")
+"""`host_risk` is a second stage: the first-stage risk of the other groups on the same host nearby
+(an alert next to an attack in progress is part of it; the same alert on a quiet host is noise)."""
 FEATURE_TEXT: dict[str, str] = {
     "rule_prior": "analysts' past verdicts on this rule",
     "rule_support": "how many past verdicts exist for this rule",
@@ -43,6 +47,7 @@ FEATURE_TEXT: dict[str, str] = {
     "tactic_breadth": "several ATT&CK tactics on the host within the hour",
     "stream_age": "how long the baseline has been learned",
     "novel_x_age": "new on a host whose baseline is well known",
+    "host_risk": "other risky alert groups on the same host within the hour",
 }
 
 # ATT&CK tactics for alerts that carry none (imported tool alerts), from words of the rule name.
@@ -73,15 +78,26 @@ def rule_tactics(rule_name: str, given: tuple[str, ...] = ()) -> tuple[str, ...]
 
 
 class GroupFeatures:
-    """Feature matrix (groups × FEATURES) and what explanation and correlation need."""
+    """Feature matrix (groups × BASE_FEATURES) and what the second stage, explanation and
+    correlation need (host code and time span of each group)."""
 
     def __init__(self, X: np.ndarray, rule: np.ndarray, host: np.ndarray, support: np.ndarray,
-                 tactics: list[tuple[str, ...]]) -> None:
+                 tactics: list[tuple[str, ...]], host_code: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         self.X = X
         self.rule = rule
         self.host = host
         self.support = support
         self.tactics = tactics
+        self.host_code = host_code
+        self.start = start
+        self.end = end
+
+
+def host_context(p1: np.ndarray, host_code: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """log1p of the summed first-stage risk of the *other* groups of the host within HOST_WINDOW."""
+    if not len(p1):
+        return np.zeros(0)
+    return np.log1p(np.maximum(_window_sum(host_code, start, end, p1, HOST_WINDOW) - p1, 0.0))
 
 
 def _prior(rule_stats: Mapping[str, tuple[float, float]], rules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,5 +179,5 @@ def group_features(frame: AlertFrame, groups: Groups,
     X = np.column_stack([
         prior, np.log1p(support), logc, np.log1p(end - start), level, first, np.log1p(n_rh), np.log1p(n_r),
         burst, np.log1p(variety), np.log1p(novel), breadth, age, first * age,
-    ]) if ng else np.zeros((0, len(FEATURES)))
-    return GroupFeatures(X, rule, hosts, support, tactics)
+    ]) if ng else np.zeros((0, len(BASE_FEATURES)))
+    return GroupFeatures(X, rule, hosts, support, tactics, host_code.astype(np.int64), start, end)

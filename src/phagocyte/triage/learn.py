@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from phagocyte.triage.features import group_features
-from phagocyte.triage.score import RiskModel
+from phagocyte.triage.features import BASE_FEATURES, group_features
+from phagocyte.triage.score import RiskModel, full_features
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups, SuppressionConfig, suppress
 
@@ -74,14 +74,16 @@ def learn(frames: Sequence[tuple[str, AlertFrame]], suppression: SuppressionConf
     total: dict[str, tuple[float, float]] = {}
     for p in parts:
         total = _add(total, p[4])
-    Xs, ys = [], []
+    feats, ys = [], []
     for _name, frame, g, y, own in parts:
         prior = _add(total, own, -1) if len(parts) > 1 else total
-        X = group_features(frame, g, prior).X
-        Xs.append(X[y >= 0])
-        ys.append(y[y >= 0])
-    X, y = np.vstack(Xs), np.concatenate(ys)
-    model = RiskModel.fit(X, y, total, suppression=cfg, trained_on=[n for n, *_ in parts])
+        feats.append(group_features(frame, g, prior))
+        ys.append(y)
+    first = RiskModel.fit_first(np.vstack([f.X[y >= 0] for f, y in zip(feats, ys, strict=True)]),
+                                np.concatenate([y[y >= 0] for y in ys]))
+    X = np.vstack([full_features(first, f)[y >= 0] for f, y in zip(feats, ys, strict=True)])
+    y = np.concatenate([y[y >= 0] for y in ys])
+    model = RiskModel.fit(X, y, total, first=first, suppression=cfg, trained_on=[n for n, *_ in parts])
     return model, X, y
 
 
@@ -105,8 +107,9 @@ def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, s
         raise ValueError("verdict on a group that does not exist")
     y_new = np.asarray([1 if verdicts[int(i)] == TP else 0 for i in ids], dtype=np.int8)
     stats = _add(model.rule_stats, _rule_counts(feats.rule[ids], y_new))
-    X_old, y_old = train if train is not None else (np.zeros((0, feats.X.shape[1])), np.zeros(0, np.int8))
-    X, y = np.vstack([X_old, feats.X[ids]]), np.concatenate([y_old, y_new])
+    Xf = model.full_features(feats)
+    X_old, y_old = train if train is not None else (np.zeros((0, Xf.shape[1])), np.zeros(0, np.int8))
+    X, y = np.vstack([X_old, Xf[ids]]), np.concatenate([y_old, y_new])
     proposals: list[dict[str, Any]] = []
     for i, lab in zip(ids.tolist(), y_new.tolist(), strict=True):
         if lab == 0:
@@ -115,10 +118,11 @@ def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, s
                               "window": model.suppression.window, "why": "analyst verdict on group "
                               f"{i} ({int(g.count[i])} alerts): suppress this rule on this host only"})
     if len(np.unique(y)) < 2:
-        new = RiskModel(model.coef, model.intercept, model.mean, model.std, stats, model.thresholds,
+        new = RiskModel(model.coef, model.intercept, model.mean, model.std, model.first, stats, model.thresholds,
                         model.suppression, model.verdicts + len(ids), model.trained_on, model.proposals + proposals)
-    else:
-        new = RiskModel.fit(X, y, stats, thresholds=model.thresholds, suppression=model.suppression,
+    else:  # both stages refitted; the stored host_risk column keeps the first stage it was computed with
+        first = RiskModel.fit_first(X[:, :len(BASE_FEATURES)], y)
+        new = RiskModel.fit(X, y, stats, first=first, thresholds=model.thresholds, suppression=model.suppression,
                             trained_on=model.trained_on, proposals=model.proposals + proposals)
         new.verdicts = model.verdicts + len(ids) if train is None else len(y)
     return new, proposals, X, y

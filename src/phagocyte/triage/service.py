@@ -12,7 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from phagocyte.attack import tactic_rank
-from phagocyte.triage.correlate import correlate
+from phagocyte.triage.correlate import CORRELATION_GAP, correlate
 from phagocyte.triage.explain import iso, summary
 from phagocyte.triage.features import GroupFeatures, group_features
 from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskModel, disposition
@@ -95,19 +95,47 @@ def _incident_score(prob: np.ndarray, tactics: list[str]) -> float:
     return 1.0 - (1.0 - p) * (0.7 ** max(steps - 1, 0))
 
 
+ABSORB_MARGIN = 600.0
+"""Seconds around an escalated incident in which unsure or monitored groups of its hosts join it."""
+DEFER_GAP = 6 * 3600.0
+"""Deferred groups of one entity within this gap are reviewed together (one analyst item)."""
+
+
+def _absorb(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray) -> list[list[int]]:
+    """Other groups on an escalated incident's hosts, during it, become part of it: an alert next to
+    an attack in progress is evidence of that attack, not a separate question (and routine alerts
+    during an attack are what an attacker hides behind). Updates `disp` of the absorbed groups."""
+    open_ = disp != ESCALATE
+    out = []
+    for gids in incidents:
+        hosts = np.unique(feats.host_code[gids])
+        lo, hi = feats.start[gids].min() - ABSORB_MARGIN, feats.end[gids].max() + ABSORB_MARGIN
+        extra = np.nonzero(open_ & np.isin(feats.host_code, hosts) & (feats.start >= lo) & (feats.start <= hi))[0]
+        if len(extra):
+            disp[extra] = ESCALATE
+            open_[extra] = False
+            gids = sorted([*gids, *extra.tolist()], key=lambda i: feats.start[i])
+        out.append(gids)
+    return out
+
+
 def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
     """Triage a frame of alerts with a learned model."""
     groups = suppress(frame, model.suppression)
     feats = group_features(frame, groups, model.rule_stats)
-    prob = model.predict(feats.X) if len(groups) else np.zeros(0)
+    X = model.full_features(feats)
+    prob = model.predict(X) if len(groups) else np.zeros(0)
     disp = disposition(prob, feats.support, model.thresholds)
     incidents: list[Incident] = []
     for kind in (ESCALATE, DEFER):
         members = np.nonzero(disp == kind)[0]
-        for gids in correlate(frame, groups, members):
+        linked = correlate(frame, groups, members, gap=CORRELATION_GAP if kind == ESCALATE else DEFER_GAP)
+        if kind == ESCALATE:
+            linked = _absorb(linked, feats, disp)
+        for gids in linked:
             tac = sorted({t for i in gids for t in feats.tactics[i]}, key=tactic_rank)
             best = max(gids, key=lambda i: prob[i])
-            reasons = model.reasons(feats.X[best])
+            reasons = model.reasons(X[best])
             if kind == DEFER:
                 reasons = [("no analyst verdicts yet on rule " + str(feats.rule[best]))
                            if feats.support[best] < model.thresholds.min_support
