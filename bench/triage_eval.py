@@ -100,8 +100,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--deepcase", action="store_true", help="fit DeepCASE on the same splits (slow)")
-    ap.add_argument("--deepcase-out", type=Path, default=Path("/tmp/peers/dc-eval"))
+    ap.add_argument("--deepcase-out", type=Path, default=Path("/tmp/peers/dc-eval"),
+                    help="DeepCASE outputs: <dir>/dirb/<scenario>.npz, <dir>/nodirb/...")
     ap.add_argument("--deepcase-cap", type=int, default=15000)
+    ap.add_argument("--deepcase-nodirb", action="store_true",
+                    help="also refit DeepCASE without dirb (else its full run is scored without dirb)")
     ap.add_argument("--reuse-deepcase", action="store_true", help="score existing DeepCASE outputs")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -109,7 +112,7 @@ def main() -> None:
     if args.deepcase and not args.reuse_deepcase:
         if not PEER_PY.exists():
             sys.exit(f"DeepCASE venv missing ({PEER_PY}): see bench/deepcase_peer.py")
-        for variant, extra in (("dirb", []), ("nodirb", ["--no-dirb"])):
+        for variant, extra in (("dirb", []), ("nodirb", ["--no-dirb"]))[: 2 if args.deepcase_nodirb else 1]:
             cmd = ["nice", "-n", "10", str(PEER_PY), str(Path(__file__).with_name("deepcase_peer.py")),
                    str(args.data), str(args.deepcase_out / variant), "--cap", str(args.deepcase_cap), *extra]
             peer[variant] = subprocess.Popen(cmd)
@@ -125,8 +128,11 @@ def main() -> None:
             m, _ = run_fold(fr, test)
             rows[test] = {"phagocyte": m}
             npz = args.deepcase_out / variant / f"{test}.npz"
+            if not npz.exists():  # without dirb: DeepCASE's full run, scored on the alerts outside dirb
+                npz = args.deepcase_out / "dirb" / f"{test}.npz"
             if (args.deepcase or args.reuse_deepcase) and npz.exists():
                 rows[test]["deepcase"] = deepcase_metrics(fr[test], npz)
+                rows[test]["deepcase"]["predictions_from"] = npz.parent.name
             print(variant, test, json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                              for k, v in m.items()}), flush=True)
             if "deepcase" in rows[test]:
