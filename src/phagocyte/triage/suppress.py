@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
 
@@ -63,12 +65,6 @@ class Groups:
         return len(self.count)
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    """Integer codes of an object column (None → its own code)."""
-    filled = np.where(values == None, "\0", values).astype(str)  # noqa: E711 (elementwise)
-    return np.unique(filled, return_inverse=True)[1].astype(np.int64)
-
-
 def suppress(frame: AlertFrame, config: SuppressionConfig | None = None) -> Groups:
     """Group the alerts of a frame (sorted by time)."""
     cfg = config or SuppressionConfig()
@@ -76,11 +72,11 @@ def suppress(frame: AlertFrame, config: SuppressionConfig | None = None) -> Grou
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
         return Groups(e, e, e, np.zeros(0), np.zeros(0), np.zeros(0, dtype=object))
-    rule_codes, rule_inv = np.unique(frame.rule.astype(str), return_inverse=True)
+    enc = pc.dictionary_encode(pa.array(frame.rule, pa.string()))
+    rule_codes = enc.dictionary.to_pylist()
+    rule_inv = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     window = np.full(n, cfg.window)
     max_span = np.full(n, cfg.max_span)
-    keysets: dict[tuple[str, ...], np.ndarray] = {}
-    key_of = np.zeros(n, dtype=np.int64)
     default = tuple(k for k in cfg.keys if k in ENTITY_FIELDS)
     rule_keys: list[tuple[str, ...]] = []
     for ci, name in enumerate(rule_codes):
@@ -93,35 +89,26 @@ def suppress(frame: AlertFrame, config: SuppressionConfig | None = None) -> Grou
             max_span[mask] = float(over["max_span"])  # type: ignore[arg-type]
         keys = over.get("keys")
         rule_keys.append(tuple(k for k in keys if k in ENTITY_FIELDS) if isinstance(keys, list | tuple) else default)
-    for ks in set(rule_keys):
-        keysets[ks] = np.zeros(n, dtype=np.int64)
-        for k in ks:
-            keysets[ks] = keysets[ks] * (n + 1) + _codes(frame.entities[k])
-            keysets[ks] = np.unique(keysets[ks], return_inverse=True)[1].astype(np.int64)
-    ks_index = {ks: i for i, ks in enumerate(keysets)}
-    for ci, ks in enumerate(rule_keys):
-        mask = rule_inv == ci
-        key_of[mask] = keysets[ks][mask] * len(keysets) + ks_index[ks]
-    combined = np.unique(rule_inv.astype(np.int64) * (key_of.max() + 1) + key_of, return_inverse=True)[1]
+    # One string key per alert (rule + its key entities), hashed by Arrow: all in C.
+    combined = np.zeros(n, dtype=np.int64)
+    rule_arr = pa.array(frame.rule, pa.string())
+    for j, ks in enumerate(sorted(set(rule_keys))):
+        cols = [rule_arr, *(pa.array(frame.entities[k], pa.string(), from_pandas=True) for k in ks)]
+        joined = pc.binary_join_element_wise(*cols, "\x1f", null_handling="replace", null_replacement="")
+        idx = np.asarray(pc.dictionary_encode(joined).indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        mask = np.isin(rule_inv, [ci for ci, k in enumerate(rule_keys) if k == ks])
+        combined[mask] = idx[mask] + j * n
     order = np.lexsort((frame.ts, combined))
     k_sorted, t_sorted = combined[order], frame.ts[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (k_sorted[1:] != k_sorted[:-1]) | (t_sorted[1:] - t_sorted[:-1] > window[order][1:])
-    # Cut groups longer than max_span: a second pass over the (few) long groups.
+    # Cut groups longer than max_span into consecutive slices of max_span from the group's start.
     gid = np.cumsum(new) - 1
     starts = np.nonzero(new)[0]
     span = t_sorted - t_sorted[starts][gid]
-    too_long = span > max_span[order]
-    if too_long.any():
-        start_t = t_sorted[starts][gid].copy()
-        for i in np.nonzero(too_long)[0]:  # rare: only long-running noise
-            if new[i]:
-                continue
-            if t_sorted[i] - start_t[i - 1] > max_span[order][i]:
-                new[i] = True
-                start_t[i] = t_sorted[i]
-            else:
-                start_t[i] = start_t[i - 1]
+    piece = np.floor(span / max_span[order]).astype(np.int64)
+    if piece.any():
+        new[1:] |= piece[1:] != piece[:-1]
         gid = np.cumsum(new) - 1
         starts = np.nonzero(new)[0]
     ng = len(starts)
