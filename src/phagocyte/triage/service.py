@@ -81,7 +81,9 @@ class TriageResult:
             "rules": dict(rules.most_common()), "timeline": timeline,
             "summary": summary(disposition=inc.disposition, deferred=inc.deferred, n_alerts=len(idx),
                                n_groups=len(inc.groups), rules=rules.most_common(),
-                               hosts=entities.get("host.name", entities.get("host.ip", [])), tactics=inc.tactics,
+                               hosts=entities.get("host.name") or entities.get("host.ip")
+                               or entities.get("source.ip", []) + entities.get("destination.ip", []),
+                               tactics=inc.tactics,
                                first=first, last=last, score=inc.score, reasons=inc.reasons),
             "reasons": inc.reasons,
         }
