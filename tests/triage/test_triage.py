@@ -189,3 +189,22 @@ def test_garbage_never_crashes(tmp_path: Path, blob: bytes) -> None:
     frame, _ = load_alerts([p], "ait-ads")
     res = triage(frame, RiskModel.untrained())
     assert sum(len(i.groups) for i in res.incidents) == len(res.groups)
+
+
+def test_ecs_alerts_and_phago_run_hook(tmp_path: Path) -> None:
+    """Generic ECS alert JSON lines are triaged, and `phago run` writes the incidents of the store."""
+    src = tmp_path / "in"
+    src.mkdir()
+    lines = [json.dumps({"@timestamp": f"2026-01-01T10:00:{i:02d}Z", "event": {"kind": "alert", "module": "edr"},
+                         "rule": {"id": "R1", "name": "Credential dumping"}, "host": {"name": "ws-1"},
+                         "user": {"name": "bob"}}) for i in range(3)]
+    (src / "alerts.ndjson").write_text("\n".join(lines) + "\n")
+    frame, _ = load_alerts([src / "alerts.ndjson"], "ecs")
+    assert len(frame) == 3 and frame.ref.tolist() == ["alerts.ndjson:1", "alerts.ndjson:2", "alerts.ndjson:3"]
+    assert len(suppress(frame)) == 1
+    home = tmp_path / "home"
+    r = CliRunner().invoke(app, ["run", "--home", str(home), str(src)])
+    assert r.exit_code == 0, r.output
+    incs = [json.loads(x) for x in (home / "reports" / "incidents.jsonl").read_text().splitlines()]
+    assert len(incs) == 1 and incs[0]["deferred"] and incs[0]["disposition"] == "escalate"  # no model: a human
+    assert incs[0]["entities"]["host.name"] == ["ws-1"] and len(incs[0]["alert_refs"]) == 3
