@@ -159,6 +159,7 @@ def run(
 
     paths_out = write_run_report(settings, report, stats)
     _print_stats(stats)
+    _run_triage(settings)
     console.print(f"Report: [bold]{paths_out['markdown']}[/bold] (and {paths_out['json'].name})")
     raise typer.Exit(report.exit_code)
 
@@ -262,3 +263,7 @@ def main() -> None:
 
 # Sub-commands of other domains register themselves on `app` when imported.
 from phagocyte.cli import cases as _cases  # noqa: E402, F401
+from phagocyte.cli.triage import run_hook as _run_triage  # noqa: E402
+from phagocyte.cli.triage import triage as _triage  # noqa: E402
+
+app.command(name="triage")(_triage)

@@ -1,0 +1,196 @@
+"""Triage end to end: alerts → groups → scores → dispositions → incidents → JSON lines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from phagocyte.attack import tactic_rank
+from phagocyte.triage.correlate import CORRELATION_GAP, correlate
+from phagocyte.triage.explain import iso, summary
+from phagocyte.triage.features import GroupFeatures, group_features
+from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskModel, disposition
+from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
+from phagocyte.triage.suppress import Groups, suppress
+
+__all__ = ["Incident", "TriageResult", "triage", "write_incidents"]
+
+
+@dataclass
+class Incident:
+    id: str
+    groups: list[int]
+    score: float
+    disposition: str
+    deferred: bool
+    tactics: list[str]
+    reasons: list[str]
+
+
+@dataclass
+class TriageResult:
+    frame: AlertFrame
+    groups: Groups
+    features: GroupFeatures
+    prob: np.ndarray  # per group
+    group_disposition: np.ndarray  # per group: escalate / defer / monitor / auto_close
+    incidents: list[Incident]  # escalated first (by score), then deferred, monitor, auto_close
+    model: RiskModel
+
+    @property
+    def analyst_items(self) -> int:
+        return sum(1 for i in self.incidents if i.disposition == ESCALATE)
+
+    def alerts_of(self, inc: Incident) -> np.ndarray:
+        return np.nonzero(np.isin(self.groups.of_alert, inc.groups))[0]
+
+    def incident_dicts(self, with_refs: bool = True) -> Iterator[dict[str, Any]]:
+        order = np.argsort(self.groups.of_alert, kind="stable")
+        bounds = np.r_[0, np.cumsum(self.groups.count)]
+        for inc in self.incidents:
+            yield self._dict(inc, order, bounds, with_refs)
+
+    def _dict(self, inc: Incident, order: np.ndarray, bounds: np.ndarray, with_refs: bool) -> dict[str, Any]:
+        f, g = self.frame, self.groups
+        idx = np.concatenate([order[bounds[i]:bounds[i + 1]] for i in inc.groups])
+        idx.sort()
+        entities: dict[str, list[str]] = {}
+        for name in ENTITY_FIELDS:
+            vals = sorted({str(v) for v in f.entities[name][g.first_alert[inc.groups]] if v is not None})
+            if vals:
+                entities[name] = vals
+        rules = Counter({str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]]): 0 for i in inc.groups})
+        for i in inc.groups:
+            rules[str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]])] += int(g.count[i])
+        first, last = float(g.first_seen[inc.groups].min()), float(g.last_seen[inc.groups].max())
+        timeline = [{"group": int(i), "rule": str(f.rule[g.first_alert[i]]), "count": int(g.count[i]),
+                     "first_seen": iso(g.first_seen[i]), "last_seen": iso(g.last_seen[i]),
+                     "probability": round(float(self.prob[i]), 4), "disposition": str(self.group_disposition[i])}
+                    for i in inc.groups[:200]]
+        return {
+            "id": inc.id, "score": round(inc.score, 4), "disposition": inc.disposition, "deferred": inc.deferred,
+            "alert_count": len(idx), "group_count": len(inc.groups),
+            "alert_refs": f.ref[idx].tolist() if with_refs else [],
+            "entities": entities, "tactics": inc.tactics, "first_seen": iso(first), "last_seen": iso(last),
+            "rules": dict(rules.most_common()), "timeline": timeline,
+            "summary": summary(disposition=inc.disposition, deferred=inc.deferred, n_alerts=len(idx),
+                               n_groups=len(inc.groups), rules=rules.most_common(),
+                               hosts=entities.get("host.name") or entities.get("host.ip")
+                               or entities.get("source.ip", []) + entities.get("destination.ip", []),
+                               tactics=inc.tactics,
+                               first=first, last=last, score=inc.score, reasons=inc.reasons),
+            "reasons": inc.reasons,
+        }
+
+
+def _incident_score(prob: np.ndarray, tactics: list[str]) -> float:
+    """Noisy-OR of the group probabilities, raised by tactic progression: a chain of several tactics
+    in kill-chain order on related entities weighs more than many alerts of one kind."""
+    p = 1.0 - float(np.prod(1.0 - np.clip(prob, 0, 0.999)))
+    steps = len(tactics)
+    return 1.0 - (1.0 - p) * (0.7 ** max(steps - 1, 0))
+
+
+ABSORB_MARGIN = 600.0
+"""Seconds around an escalated incident in which unsure or monitored groups of its hosts join it."""
+DEFER_GAP = 6 * 3600.0
+"""Deferred groups of one entity within this gap are reviewed together (one analyst item)."""
+
+
+def _absorb(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray) -> list[list[int]]:
+    """Other groups on an escalated incident's hosts, during it, become part of it: an alert next to
+    an attack in progress is evidence of that attack, not a separate question (and routine alerts
+    during an attack are what an attacker hides behind). Updates `disp` of the absorbed groups."""
+    open_ = disp != ESCALATE
+    out = []
+    for gids in incidents:
+        hosts = np.unique(feats.host_code[gids])
+        lo, hi = feats.start[gids].min() - ABSORB_MARGIN, feats.end[gids].max() + ABSORB_MARGIN
+        extra = np.nonzero(open_ & np.isin(feats.host_code, hosts) & (feats.start >= lo) & (feats.start <= hi))[0]
+        if len(extra):
+            disp[extra] = ESCALATE
+            open_[extra] = False
+            gids = sorted([*gids, *extra.tolist()], key=lambda i: feats.start[i])
+        out.append(gids)
+    return out
+
+
+def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
+    """Triage a frame of alerts with a learned model."""
+    groups = suppress(frame, model.suppression)
+    feats = group_features(frame, groups, model.rule_stats)
+    X = model.full_features(feats)
+    prob = model.predict(X) if len(groups) else np.zeros(0)
+    disp = disposition(prob, feats.support, model.thresholds)
+    incidents: list[Incident] = []
+    for kind in (ESCALATE, DEFER):
+        members = np.nonzero(disp == kind)[0]
+        linked = correlate(frame, groups, members, gap=CORRELATION_GAP if kind == ESCALATE else DEFER_GAP)
+        if kind == ESCALATE:
+            linked = _absorb(linked, feats, disp)
+        for gids in linked:
+            tac = sorted({t for i in gids for t in feats.tactics[i]}, key=tactic_rank)
+            best = max(gids, key=lambda i: prob[i])
+            reasons = model.reasons(X[best])
+            if kind == DEFER:
+                reasons = [("no analyst verdicts yet on rule " + str(feats.rule[best]))
+                           if feats.support[best] < model.thresholds.min_support
+                           else f"the model is unsure (probability {prob[best]:.2f})", *reasons]
+            incidents.append(Incident("", gids, _incident_score(prob[gids], tac), ESCALATE, kind == DEFER,
+                                      tac, reasons))
+    # Routine groups: one incident per (disposition, rule, host), so the noise stays auditable.
+    routine: dict[tuple[str, str, str], list[int]] = {}
+    for i in np.nonzero((disp == MONITOR) | (disp == AUTO_CLOSE))[0]:
+        routine.setdefault((str(disp[i]), str(feats.rule[i]), str(feats.host[i])), []).append(int(i))
+    for (kind, _rule, _host), gids in routine.items():
+        tac = sorted({t for i in gids for t in feats.tactics[i]}, key=tactic_rank)
+        why = ["many past verdicts call this rule noise", "routine on this host"] if kind == AUTO_CLOSE else \
+            ["low probability of attack"]
+        incidents.append(Incident("", gids, float(prob[gids].max()), kind, False, tac, why))
+    rank = {ESCALATE: 0, MONITOR: 2, AUTO_CLOSE: 3}
+    incidents.sort(key=lambda x: (rank[x.disposition] + (1 if x.deferred else 0) * 0.5, -x.score,
+                                  groups.first_seen[x.groups[0]]))
+    for n, inc in enumerate(incidents, 1):
+        inc.id = f"INC-{n:05d}"
+    return TriageResult(frame, groups, feats, prob, disp, incidents, model)
+
+
+def write_incidents(result: TriageResult, out: str | Path | IO[str]) -> int:
+    """One JSON object per incident; returns how many were written."""
+    n = 0
+    fh = open(out, "w", encoding="utf-8") if isinstance(out, str | Path) else out
+    try:
+        for d in result.incident_dicts():
+            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+            n += 1
+    finally:
+        if isinstance(out, str | Path):
+            fh.close()
+    return n
+
+
+MODEL_DIRNAME = "triage-model"
+"""Where `phago run` looks for a learned model: `$PHAGO_HOME/triage-model`."""
+
+
+def triage_store(store: Any, home: str | Path, out: str | Path) -> TriageResult | None:
+    """Triage the alerts (`event.kind = 'alert'`) of a store, for `phago run`; None when it holds none.
+
+    Uses `$PHAGO_HOME/triage-model` when present; without one every group is deferred to a human
+    (nothing is auto-closed on no evidence)."""
+    from phagocyte.triage.sources import read_store_alerts
+
+    frame = read_store_alerts(store)
+    if not len(frame):
+        return None
+    model_dir = Path(home) / MODEL_DIRNAME
+    model = RiskModel.load(model_dir) if (model_dir / "model.json").exists() else RiskModel.untrained()
+    result = triage(frame, model)
+    write_incidents(result, out)
+    return result
