@@ -38,3 +38,18 @@ def test_cases_import_and_list(tmp_path: Path) -> None:
     assert "Brute force on web1" in runner.invoke(app, ["cases", "list", *home]).output
     f.write_text("{broken\n")
     assert runner.invoke(app, ["cases", "import", str(f), *home]).exit_code == 1
+
+
+def test_run_ends_with_incidents_in_the_case_store_and_an_html_report(tmp_path: Path) -> None:
+    from tests.conftest import REPO
+
+    res = runner.invoke(app, ["run", "--home", str(tmp_path), str(REPO / "demo")])
+    assert res.exit_code == 0, res.output
+    reports = list((tmp_path / "reports").glob("run-*.html"))
+    assert len(reports) == 1 and "Report:" in res.output
+    incidents = [json.loads(x) for x in (tmp_path / "reports" / "incidents.jsonl").read_text().splitlines()]
+    queue = CaseStore(f"sqlite:///{tmp_path / 'cases.db'}").queue(limit=500)
+    assert incidents and {i["id"] for i in queue} == {i["id"] for i in incidents}
+    html = reports[0].read_text()
+    assert all(f'id="{i["id"]}"' in html for i in incidents)
+    assert all(ref in html for i in incidents for ref in i["alert_refs"][:3])

@@ -206,7 +206,7 @@ class CaseStore:
                     "summary": str(doc.get("summary") or ""), "first_seen": _ts(doc.get("first_seen")),
                     "last_seen": _ts(doc.get("last_seen")), "entities": dict(doc.get("entities") or {}),
                     "tactics": list(doc.get("tactics") or []), "reasons": list(doc.get("reasons") or []),
-                    "alert_refs": refs, "evidence": list(doc.get("evidence") or []),
+                    "alert_refs": refs, "evidence": list(doc.get("evidence") or doc.get("timeline") or []),
                 }
                 fields["alert_count"] = int(doc.get("alert_count") or len(refs))
                 inc = known.get(str(doc["id"]))

@@ -140,9 +140,10 @@ def run(
     home: HomeOpt = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
 ) -> None:
-    """The main job: ingest with Sigma detection on each stored batch, then report. (Triage joins later.)
+    """The main job: ingest with Sigma detection on each stored batch, triage the alerts into incidents, report.
 
-    Writes a JSON and a Markdown report under $PHAGO_HOME/reports and prints where."""
+    Incidents go to the case store (the console's queue) and to an HTML report under $PHAGO_HOME/reports,
+    beside the JSON and Markdown run reports; it prints where."""
     from phagocyte.cli.detect import finish_detection, streaming_detector
 
     settings = _settings(home)
@@ -160,7 +161,17 @@ def run(
     paths_out = write_run_report(settings, report, stats)
     _print_stats(stats)
     _run_triage(settings)
-    console.print(f"Report: [bold]{paths_out['markdown']}[/bold] (and {paths_out['json'].name})")
+    from phagocyte.cli.cases import publish_run
+
+    try:
+        n_alerts = ParquetStore(settings.store_dir).query("select count(*) as n from all_alerts").column("n")[0]
+        html = publish_run(settings, settings.reports_dir / "incidents.jsonl",
+                           {"alerts": n_alerts.as_py(), "events": stats.events})
+    except PhagocyteError as exc:
+        raise _fail(exc) from exc
+    console.print(f"Report: [bold]{html}[/bold] (incidents), {paths_out['markdown']} (and {paths_out['json'].name})")
+    console.print(f"Console: [bold]phago serve --home {settings.home}[/bold], then a token from "
+                  f"`phago token create --role analyst --home {settings.home}`")
     raise typer.Exit(report.exit_code)
 
 

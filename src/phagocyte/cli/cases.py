@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from phagocyte.cli.app import HomeOpt, _fail, _settings, app, console, out
+from phagocyte.config import Settings
 from phagocyte.errors import PhagocyteError
 
 token_app = typer.Typer(help="API tokens (stored hashed; shown once).", no_args_is_help=True)
@@ -104,3 +106,16 @@ def serve(
     console.print(f"Phagocyte on http://{host}:{port}/  (API /api/, OpenAPI /openapi.json; "
                   f"log in with a token from `phago token create --role analyst`)")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False)
+
+
+def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any]) -> Path | None:
+    """End of `phago run`: triage's incidents into the case store, and the static HTML report. Returns its path."""
+    from phagocyte.web.report import write_html_report
+
+    docs: list[dict[str, Any]] = []
+    if incidents_path.exists():
+        docs = [json.loads(line) for line in incidents_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if docs:
+        _cases(settings.home).import_incidents(docs, "phago run")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return write_html_report(settings.reports_dir / f"run-{stamp}.html", docs, title="phago run", stats=stats)

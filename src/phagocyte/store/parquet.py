@@ -354,6 +354,13 @@ class ParquetStore:
                 )
             else:
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM __schema_{table}")
+        # Every alert once: those imported with the events (Suricata, Wazuh, AIT-ADS, ...) and those
+        # raised here, except a pass-through alert raised on an alert event (the original is kept).
+        con.execute(
+            "CREATE VIEW all_alerts AS SELECT * FROM events WHERE \"event.kind\" = 'alert' UNION ALL BY NAME "
+            "SELECT * FROM alerts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.\"event.kind\" = 'alert' "
+            "AND e.\"event.id\" = a.\"event.reference\")"
+        )
         qdir = self.root / "quarantine"
         qfiles = [str(p) for p in sorted(qdir.glob("*.jsonl"))] if qdir.exists() else []
         if qfiles:

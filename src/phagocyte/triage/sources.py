@@ -126,9 +126,9 @@ def frame_from_table(table: pa.Table) -> AlertFrame:
 
 
 def read_store_alerts(store: Store | ParquetStore) -> AlertFrame:
-    """The alerts (`event.kind = 'alert'` rows) of a store, for triage inside `phago run`."""
+    """The alerts of a store (the `all_alerts` view: imported and raised here), for triage inside `phago run`."""
     cols = ", ".join([*_COLUMNS, *(f'"{e}"' for e in ENTITY_FIELDS)])
-    table = store.query(f"SELECT {cols} FROM events WHERE \"event.kind\" = 'alert' "  # type: ignore[union-attr]
+    table = store.query(f"SELECT {cols} FROM all_alerts "  # type: ignore[union-attr]
                         f'ORDER BY "@timestamp", "log.file.path", "log.file.line"')
     return frame_from_table(table)
 

@@ -23,6 +23,7 @@ from phagocyte.api.routers.events import ALL_ALERTS
 from phagocyte.attack import tactic_rank
 from phagocyte.cases.service import CaseError, Principal
 from phagocyte.web.graph import bars, entity_graph
+from phagocyte.web.report import TIME_KEYS
 
 __all__ = ["router"]
 
@@ -110,7 +111,7 @@ def incident(request: Request, incident_id: str) -> Response:
         return _login_redirect(request)
     cases, responder = request.app.state.cases, request.app.state.responder
     inc = cases.get(incident_id)
-    evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, "@timestamp", "timestamp", "time")))
+    evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
     tactics = sorted(inc.get("tactics") or [], key=tactic_rank)
     return _page(request, "incident.html", who=auth[0], token=auth[1], inc=inc, evidence=evidence, tactics=tactics,
                  graph=entity_graph(inc.get("entities") or {}), playbooks=responder.applicable(inc),

@@ -19,6 +19,7 @@ from phagocyte.web.graph import entity_graph
 __all__ = ["write_html_report"]
 
 _HERE = Path(__file__).parent
+TIME_KEYS = ("@timestamp", "timestamp", "time", "first_seen")
 _env = Environment(loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"]))
 
 
@@ -36,7 +37,7 @@ def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str
     ranked = sorted(incidents, key=lambda i: (order.get(str(i.get("disposition")), 3), -float(i.get("score") or 0)))
     shown = []
     for inc in ranked[:max_incidents]:
-        evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, "@timestamp", "timestamp", "time")))
+        evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
         shown.append({"inc": inc, "evidence": evidence[:200],
                       "tactics": sorted(inc.get("tactics") or [], key=tactic_rank),
                       "graph": entity_graph(inc.get("entities") or {})})

@@ -22,9 +22,8 @@ _INGEST_LOCK = threading.Lock()
 _ALERT_COLUMNS = ['"@timestamp"', '"event.id"', '"rule.id"', '"rule.name"', '"rule.level"', '"event.module"',
                   '"host.name"', '"user.name"', '"source.ip"', '"destination.ip"', '"threat.tactic.name"',
                   '"threat.technique.id"', '"log.file.path"', '"log.file.line"', '"winlog.record_id"', '"message"']
-ALL_ALERTS = ("(SELECT * FROM alerts UNION ALL BY NAME "
-              "SELECT * FROM events WHERE \"event.kind\" = 'alert')")
-"""Alerts raised here (the `alerts` table) and alerts imported from other tools (`events`)."""
+ALL_ALERTS = "all_alerts"
+"""The store's view of every alert once: imported from other tools (in `events`) and raised here (`alerts`)."""
 _SEARCH_FIELDS = ["host.name", "user.name", "source.ip", "destination.ip", "process.name", "file.hash.sha256",
                   "dns.question.name", "url.domain", "rule.name", "event.id"]
 
