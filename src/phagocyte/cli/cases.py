@@ -108,6 +108,16 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False)
 
 
+def stable_incident_id(doc: dict[str, Any]) -> str:
+    """A case id that survives re-runs: triage numbers incidents by queue rank (INC-00001 is the top one
+    today), so the case store keys an incident by where it starts (first alert reference and time)."""
+    import hashlib
+
+    refs = sorted(str(r) for r in doc.get("alert_refs") or [])
+    seed = f"{refs[0] if refs else doc.get('id')}|{doc.get('first_seen')}"
+    return "INC-" + hashlib.blake2b(seed.encode(), digest_size=5).hexdigest()
+
+
 def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any]) -> Path | None:
     """End of `phago run`: triage's incidents into the case store, and the static HTML report. Returns its path."""
     from phagocyte.web.report import write_html_report
@@ -116,6 +126,6 @@ def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any])
     if incidents_path.exists():
         docs = [json.loads(line) for line in incidents_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if docs:
-        _cases(settings.home).import_incidents(docs, "phago run")
+        _cases(settings.home).import_incidents([{**d, "id": stable_incident_id(d)} for d in docs], "phago run")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return write_html_report(settings.reports_dir / f"run-{stamp}.html", docs, title="phago run", stats=stats)
