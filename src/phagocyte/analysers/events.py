@@ -22,10 +22,10 @@ __all__ = ["EventScanStats", "command_line_language", "scan_attachment", "scan_e
 _RANK = {"clean": 0, "suspicious": 1, "malicious": 2}
 _SCRIPT_HOSTS = {
     "powershell": re.compile(r"(?:^|[\\/\s\"'])(?:powershell|pwsh)(?:\.exe)?\b", re.I),
-    "javascript": re.compile(r"(?:^|[\\/\s\"'])(?:wscript|cscript|mshta)(?:\.exe)?\b[^\n]{0,200}(?:\.js|\.jse|javascript:)",
-                             re.I),
-    "vbscript": re.compile(r"(?:^|[\\/\s\"'])(?:wscript|cscript|mshta)(?:\.exe)?\b[^\n]{0,200}(?:\.vbs|\.vbe|vbscript:)",
-                           re.I),
+    "javascript": re.compile(
+        r"(?:^|[\\/\s\"'])(?:wscript|cscript|mshta)(?:\.exe)?\b[^\n]{0,200}(?:\.js|\.jse|javascript:)", re.I),
+    "vbscript": re.compile(
+        r"(?:^|[\\/\s\"'])(?:wscript|cscript|mshta)(?:\.exe)?\b[^\n]{0,200}(?:\.vbs|\.vbe|vbscript:)", re.I),
     "batch": re.compile(r"(?:^|[\\/\s\"'])cmd(?:\.exe)?\s+/[ck]\b", re.I),
     "shell": re.compile(r"(?:^|[/\s])(?:ba|da|z)?sh\s+-c\b", re.I),
 }

@@ -58,7 +58,8 @@ def rule_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             out.extend(_included(p / "index.yar", depth=0))
             continue
         for f in sorted(p.rglob("*")):
-            if f.suffix.lower() in _SUFFIXES and f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
+            hidden = any(part.startswith(".") for part in f.relative_to(p).parts)
+            if f.suffix.lower() in _SUFFIXES and f.is_file() and not hidden:
                 out.append(f)
     return [f for f in out if not _is_index(f)]
 
@@ -136,13 +137,19 @@ class YaraRules:
         skipped: list[dict[str, str]] = []
         for n, (f, src) in enumerate(sources):
             compiler.new_namespace(_namespace(f, n))
-            before = len(compiler.ignored_rules())
+            before = len(compiler.ignored_rules())  # type: ignore[misc]  (yara-x stub declares it oddly)
+            errors_before = len(compiler.errors())
             try:
                 compiler.add_source(src, origin=str(f))
             except yara_x.CompileError as exc:
                 skipped.append({"file": str(f), "rule": "*", "reason": str(exc).splitlines()[0]})
                 continue
-            for ignored in compiler.ignored_rules()[before:]:
+            new_ignored = compiler.ignored_rules()[before:]  # type: ignore[misc]
+            if not new_ignored:  # a syntax error: the whole file is left out, and said so
+                for err in compiler.errors()[errors_before:]:
+                    skipped.append({"file": str(f), "rule": "*",
+                                    "reason": f"{err.get('title', 'error')} at line {err.get('line')}"[:300]})
+            for ignored in new_ignored:
                 message = str(getattr(ignored, "message", "") or getattr(ignored, "reason", ""))
                 skipped.append({"file": str(f), "rule": str(getattr(ignored, "name", ignored)),
                                 "reason": (message.splitlines() or [""])[0][:300]})

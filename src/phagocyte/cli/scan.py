@@ -71,7 +71,7 @@ def scan(
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     verdicts: list[Verdict] = []
-    sink = open(out_file, "w", encoding="utf-8") if out_file else None  # noqa: SIM115
+    sink = open(out_file, "w", encoding="utf-8") if out_file else None
     try:
         for f in iter_scan_files(list(paths)):
             v = scanner.scan_path(f)

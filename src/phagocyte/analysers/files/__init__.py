@@ -10,4 +10,4 @@ from phagocyte.analysers.files.pe import analyse_pe
 
 __all__ = ["analyse_elf", "analyse_office", "analyse_pdf", "analyse_pe", "entropy"]
 
-from phagocyte.analysers.files.entropy import entropy  # noqa: E402
+from phagocyte.analysers.files.entropy import entropy

@@ -20,7 +20,7 @@ _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _WEIGHTS = {"AutoExec": 0.2, "Suspicious": 0.12}
 _STRONG = {"shell", "wscript.shell", "powershell", "urldownloadtofile", "createobject", "callbyname", "exec",
            "run", "environ", "adodb.stream", "savetofile", "xmlhttp", "virtualalloc", "rtlmovememory",
-           "createthread", "lib", "call", "exec", "formula", "register", "executeexcel4macro"}
+           "createthread", "lib", "call", "formula", "register", "executeexcel4macro"}
 
 
 def is_office(data: bytes) -> bool:

@@ -7,6 +7,7 @@ at run time is what droppers and loaders look like; each trait is weak alone and
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from phagocyte.analysers.files.entropy import entropy
 from phagocyte.analysers.limits import ScanLimits
@@ -50,6 +51,20 @@ def analyse_pe(data: bytes, path: str = "", limits: ScanLimits | None = None) ->
         v.add(Reason("pe", "malformed-headers", 0.3, "headers pefile cannot parse", ("T1027",)))
         v.rescore()
         return v
+    try:
+        _traits(pe, data, v)
+    except (IndexError, ValueError, AttributeError, KeyError, pefile.PEFormatError) as exc:
+        v.errors.append(f"PE structures damaged: {exc}"[:300])
+        v.add(Reason("pe", "malformed-headers", 0.3, "structures pefile cannot read", ("T1027",)))
+    finally:
+        pe.close()
+    v.rescore()
+    return v
+
+
+def _traits(pe: Any, data: bytes, v: Verdict) -> None:
+    import pefile
+
     imports: set[str] = set()
     for entry in getattr(pe, "DIRECTORY_ENTRY_IMPORT", []) or []:
         for imp in entry.imports[:5000]:
@@ -88,6 +103,3 @@ def analyse_pe(data: bytes, path: str = "", limits: ScanLimits | None = None) ->
     if overlay and len(data) - overlay > 1024 and entropy(data[overlay: overlay + (1 << 20)]) > 7.5:
         v.add(Reason("pe", "encrypted-overlay", 0.2, f"{len(data) - overlay:,} bytes", ("T1027",)))
     v.indicators["imports"] = sorted(imports)[:200]
-    pe.close()
-    v.rescore()
-    return v

@@ -63,6 +63,17 @@ def _escapes(t: str, b: Budget) -> str:
     return _LIT.sub(sub, t)
 
 
+_BRACKET_MEMBER = re.compile(r"(?<=[\w$)\]'\"])\s*\[\s*[\"']([A-Za-z_$][\w$]{0,40})[\"']\s*\]")
+_SHORT_COMMENT = re.compile(r"/\*(?!@)[^*]{0,80}\*/")
+
+
+def _cosmetic(t: str, b: Budget) -> str:
+    """`x["split"]("#")` -> `x.split("#")`; short inline comments (`/**/` between tokens) dropped."""
+    if "/*" in t:
+        t = _SHORT_COMMENT.sub("", t)
+    return _BRACKET_MEMBER.sub(r".\1", t) if "[" in t else t
+
+
 def _cc_on(t: str, b: Budget) -> str:
     if "@" not in t:
         return t
@@ -125,19 +136,37 @@ def _decoders(t: str, b: Budget) -> str:
     return _UNESCAPE.sub(unesc, t)
 
 
-_REVERSE = re.compile(rf"({STR})\s*\.\s*split\(\s*(?:''|\"\")\s*\)\s*\.\s*reverse\(\s*\)\s*\.\s*join\(\s*(?:''|\"\")\s*\)")
+_ARRAY_JOIN = re.compile(
+    rf"\[\s*({STR}(?:\s*,\s*{STR})*)\s*\]\s*(\.\s*reverse\(\s*\)\s*)?\.\s*join\(\s*({STR})\s*\)")
+_REVERSE = re.compile(
+    rf"({STR})\s*\.\s*split\(\s*(?:''|\"\")\s*\)\s*\.\s*reverse\(\s*\)\s*\.\s*join\(\s*(?:''|\"\")\s*\)")
 _SPLIT_JOIN = re.compile(rf"({STR})\s*\.\s*split\(\s*({STR})\s*\)\s*\.\s*join\(\s*({STR})\s*\)")
 _REPLACE_STR = re.compile(rf"({STR})\s*\.\s*replace(?:All)?\(\s*({STR})\s*,\s*({STR})\s*\)")
 _REPLACE_RX = re.compile(rf"({STR})\s*\.\s*replace\(\s*/((?:[^/\\\n\[]|\\.){{1,200}})/([gimsuy]*)\s*,\s*({STR})\s*\)")
 
 
+def _join_arrays(t: str, b: Budget) -> str:
+    """`['a','b'].join('')`, `['b','a'].reverse().join('')`: literal arrays joined into one literal."""
+    def sub(m: re.Match[str]) -> str:
+        items = [js_literal(x) for x in _LIT.findall(m.group(1))]
+        if m.group(2):
+            items.reverse()
+        return js_quote(js_literal(m.group(3)).join(items))
+
+    return _ARRAY_JOIN.sub(sub, t)
+
+
 def _strings(t: str, b: Budget) -> str:
+    if ".join" in t:
+        t = _join_arrays(t, b)
     if ".split" not in t and ".replace" not in t:
         return t
     t = _REVERSE.sub(lambda m: js_quote(js_literal(m.group(1))[::-1]), t)
-    t = _SPLIT_JOIN.sub(lambda m: js_quote(js_literal(m.group(3)).join(
-        js_literal(m.group(1)).split(js_literal(m.group(2))) if js_literal(m.group(2)) else list(js_literal(m.group(1))))),
-        t)
+    def split_join(m: re.Match[str]) -> str:
+        src, sep = js_literal(m.group(1)), js_literal(m.group(2))
+        return js_quote(js_literal(m.group(3)).join(src.split(sep) if sep else list(src)))
+
+    t = _SPLIT_JOIN.sub(split_join, t)
 
     def rstr(m: re.Match[str]) -> str:
         src, old, new = js_literal(m.group(1)), js_literal(m.group(2)), js_literal(m.group(3))
@@ -148,11 +177,10 @@ def _strings(t: str, b: Budget) -> str:
 
     def rrx(m: re.Match[str]) -> str:
         body, flags = m.group(2), m.group(3)
-        if re.search(r"(?<!\\)[.*+?()|{}^$]", body) and not re.fullmatch(r"[\w\s,;:%-]*", body):
-            # A real regular expression: only simple character classes-free patterns are replayed, with a
-            # pattern length cap, so hostile input cannot trigger catastrophic backtracking here.
-            if len(body) > 40 or re.search(r"[*+}]\)?[*+{]", body):
-                return m.group(0)
+        # A real regular expression is replayed only when short and free of nested quantifiers, so hostile
+        # input cannot trigger catastrophic backtracking here.
+        if re.search(r"(?<!\\)[.*+?()|{}^$]", body) and (len(body) > 40 or re.search(r"[*+}]\)?[*+{]", body)):
+            return m.group(0)
         try:
             rx = re.compile(body, _I if "i" in flags else 0)
         except re.error:
@@ -188,7 +216,7 @@ def _arrays(t: str, b: Budget) -> str:
         return t
     for m in _ROTATE.finditer(t):
         name = m.group(1)
-        if name in arrays and arrays[name]:
+        if arrays.get(name):
             k = _n(m.group(2)) % len(arrays[name])
             arrays[name] = arrays[name][k:] + arrays[name][:k]
             t = t[: m.start()] + t[m.end():]
@@ -207,6 +235,12 @@ def _arrays(t: str, b: Budget) -> str:
             t = re.sub(rf"(?<![\w$]){re.escape(fn)}\s*\(\s*('(?:0x[0-9a-f]+|\d+)'|\"(?:0x[0-9a-f]+|\d+)\"|{_NUM})"
                        rf"\s*(?:,\s*{STR}\s*)?\)", call, t, flags=_I)
     names = "|".join(re.escape(n) for n in arrays)
+
+    def joined(m: re.Match[str]) -> str:
+        values = arrays[m.group(1)]
+        return js_quote(js_literal(m.group(3)).join(values[::-1] if m.group(2) else values))
+
+    t = re.sub(rf"(?<![\w$.])({names})\s*(\.\s*reverse\(\s*\)\s*)?\.\s*join\(\s*({STR})\s*\)", joined, t)
 
     def index(m: re.Match[str]) -> str:
         values = arrays[m.group(1)]
@@ -230,7 +264,8 @@ def _constants(t: str, b: Budget) -> str:
             consts[m.group(1)] = (m.end(), m.group(2))
     if not consts:
         return t
-    pattern = re.compile(r"(?<![\w$.'\"])(" + "|".join(re.escape(n) for n in consts) + r")(?![\w$'\"])(?!\s*[:(]|\s*=(?!=))")
+    names = "|".join(re.escape(n) for n in consts)
+    pattern = re.compile(r"(?<![\w$.'\"])(" + names + r")(?![\w$'\"])(?!\s*[:(]|\s*=(?!=))")
 
     def sub(m: re.Match[str]) -> str:
         end, lit = consts[m.group(1)]
@@ -287,13 +322,14 @@ def _eval(t: str, b: Budget) -> str:
         return t
     def sub(m: re.Match[str]) -> str:
         s = m.group(1) or m.group(2) or m.group(3)
-        return "/*eval*/{\n" + js_literal(s) + "\n}"
+        return "\n// eval:\n{\n" + js_literal(s) + "\n}"
 
     return _EVAL.sub(sub, t)
 
 
 PASSES = (
     Pass("cc_on", _cc_on, decoding=False),
+    Pass("members", _cosmetic, decoding=False),
     Pass("escapes", _escapes),
     Pass("packer", _unpack),
     Pass("char-codes", _decoders),

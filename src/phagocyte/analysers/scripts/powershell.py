@@ -57,7 +57,7 @@ _HAS_IEX = re.compile(r"invoke-expression|scriptblock\]::create", _I)
 
 
 # --- cosmetic -----------------------------------------------------------------------------------
-_TICK = re.compile(r"`(?=[^0abefnrtv\s`'\"$])", _I)
+_TICK = re.compile(r"`(?=[^0abefnrtv\s`'\"$])")  # escapes are lower case; `E, `N... are noise
 
 
 def _ticks(t: str, b: Budget) -> str:
@@ -129,7 +129,8 @@ def _join(t: str, b: Budget) -> str:
     t = _REVERSE_IDX.sub(lambda m: quote(literal(m.group(1))[::-1]), t)
     # ('a','b','c') -join '' : a list of literals joined
     t = re.sub(rf"\(\s*({STR}(?:\s*,\s*{STR})+)\s*\)\s*-join\s*({STR})",
-               lambda m: quote(literal(m.group(2)).join(literal(x) for x in _STR_ITEM.findall(m.group(1)))), t, flags=_I)
+               lambda m: quote(literal(m.group(2)).join(literal(x) for x in _STR_ITEM.findall(m.group(1)))), t,
+               flags=_I)
     t = _JOIN_OP.sub(r"\1", t)
 
     def unary(m: re.Match[str]) -> str:  # `-join ('a','b')` at the start of an expression, not `$x -join ''`
@@ -148,10 +149,8 @@ _XOR_ARRAY = re.compile(
     rf"\[char\]\s*\(\s*\$_\s*-bxor\s*['\"]?({_NUM})['\"]?\s*\)\s*\}}", _I)
 _CODE_LIST = re.compile(r"\(\s*((?:'?[0-9a-f]{1,8}'?\s*,\s*){3,}'?[0-9a-f]{1,8}'?)\s*\)", _I)
 _BASE_HINT = re.compile(r"toint(?:16|32|64)\s*\(.{0,80}?,\s*(\d+)\s*\)", _I | re.DOTALL)
-_FOREACH_CHAR = re.compile(r"\s*\|\s*(?:%|foreach(?:-object)?)\s*\{[^{}]{0,200}\}", _I)
 _FOREACH_AFTER = re.compile(
     rf"({STR})(?:\s*-split\s*{STR})*\s*\|\s*(?:%|foreach(?:-object)?)\s*\{{\s*\(*\s*\[char\][^{{}}]{{0,120}}\}}", _I)
-_BXOR = re.compile(r"\s*\|\s*(?:%|foreach(?:-object)?)\s*\{\s*\[char\]\s*\(\s*\$_\s*-bxor\s*['\"]?(0x[0-9a-f]+|\d+)['\"]?\s*\)\s*\}", _I)
 _DELIMITED = re.compile(r"'([0-9a-z~!@#%^&*_+=:;<>,.?/{}\[\]\s-]{40,})'", _I)
 
 
@@ -185,8 +184,7 @@ def _code_lists(t: str, b: Budget) -> str:
         for base in bases:
             s = _decode_codes(items, base) if base in (2, 8, 10, 16) else None
             if s is not None:
-                tail = _FOREACH_CHAR.match(t, m.end())
-                return quote(s) + ("" if tail else "")
+                return quote(s)
         return m.group(0)
 
     t = _CODE_LIST.sub(sub, t)
@@ -212,12 +210,14 @@ def _code_lists(t: str, b: Budget) -> str:
 _ENC_CMD = re.compile(r"(?<![\w-])[-/]e(?:c|n[a-z]*)?\s+['\"]?([A-Za-z0-9+/]{16,}={0,2})['\"]?", _I)
 _FROM_B64 = re.compile(rf"\[(?:system\.)?convert\]::frombase64string\(\s*({STR})\s*\)", _I)
 _GETSTRING = re.compile(rf"\[(?:system\.)?text\.encoding\]::\w+\.getstring\(\s*({STR})\s*\)", _I)
-_STREAM_WRAP = re.compile(
-    rf"(?:new-object\s+(?:system\.)?io\.streamreader\s*\(\s*)?\(?\s*new-object\s+(?:system\.)?io\.compression\."
-    rf"(?:gzip|deflate)stream\s*\(\s*\(?\s*(?:new-object\s+(?:system\.)?io\.memorystream\s*\(\s*,?\s*)?({STR})"
-    rf"[^;]{{0,200}}?\)\s*(?:,\s*\[(?:system\.)?io\.compression\.compressionmode\]::decompress\s*\))?\s*\)?\s*"
-    rf"(?:\)\s*)?(?:\.readtoend\(\s*\))?", _I)
-_LONG_B64 = re.compile(r"'([A-Za-z0-9+/]{60,}={0,2})'")
+_STREAM_PREFIX = re.compile(
+    r"(?:new-object\s+(?:system\.)?io\.streamreader\s*\(\s*)?\(?\s*new-object\s+(?:system\.)?io\.compression\."
+    r"(?:gzip|deflate)stream\s*\(\s*\(?\s*new-object\s+(?:system\.)?io\.memorystream\s*\(\s*,?\s*(?=['\"])", _I)
+_STREAM_SUFFIX = re.compile(
+    rf"({STR})\s*\)*\s*,\s*\[(?:system\.)?io\.compression\.compressionmode\]::decompress\s*\)*"
+    rf"(?:\s*,\s*\[(?:system\.)?text\.encoding\]::\w+\s*\)*)?\s*(?:\.readtoend\(\s*\))?", _I)
+# A bare base64 literal (`$s = 'H4sI...'`), not one that FromBase64String decodes or one nested in another literal.
+_LONG_B64 = re.compile(r"(?<![('])'([A-Za-z0-9+/]{60,}={0,2})'(?!')")
 
 
 def _decode_blob(s: str, b: Budget, *, strict: bool) -> str | None:
@@ -246,7 +246,7 @@ def _base64(t: str, b: Budget) -> str:
     t = _FROM_B64.sub(frm, t)
     t = _GETSTRING.sub(r"\1", t)
     if "compression" in t.lower():
-        t = _STREAM_WRAP.sub(r"\1", t)
+        t = _STREAM_SUFFIX.sub(r"\1", _STREAM_PREFIX.sub("", t))
 
     def long(m: re.Match[str]) -> str:
         s = _decode_blob(m.group(1), b, strict=True)
