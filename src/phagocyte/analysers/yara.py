@@ -137,7 +137,7 @@ class YaraRules:
         skipped: list[dict[str, str]] = []
         for n, (f, src) in enumerate(sources):
             compiler.new_namespace(_namespace(f, n))
-            before = len(compiler.ignored_rules())  # type: ignore[misc]  (yara-x stub declares it oddly)
+            before = len(compiler.ignored_rules())  # type: ignore[misc]
             errors_before = len(compiler.errors())
             try:
                 compiler.add_source(src, origin=str(f))
