@@ -192,10 +192,9 @@ def _strings(t: str, b: Budget) -> str:
 
 
 # --- arrays of strings, rotation, accessor --------------------------------------------------------------
-_ARRAY = re.compile(rf"(?:var|let|const)?\s*([\w$]+)\s*=\s*(?:\[|new\s+Array\s*\()\s*({STR}(?:\s*,\s*{STR})*)\s*[\])]")
-_ROTATE = re.compile(
-    rf"\(\s*function\s*\(\s*[\w$]+\s*,\s*[\w$]+\s*\)\s*\{{[^{{}}]{{0,400}}?(?:push|shift)[^{{}}]{{0,400}}?\}}"
-    rf"[^()]{{0,200}}?\(\s*([\w$]+)\s*,\s*({_NUM})\s*\)\s*\)?", _I | re.DOTALL)
+_ARRAY = re.compile(rf"(?<![\w$])([\w$]+)\s*=\s*(?:\[|new\s+Array\s*\()\s*({STR}(?:\s*,\s*{STR})*)\s*[\])]")
+_ROTATE_HEAD = re.compile(r"\(\s*function\s*\(\s*[\w$]+\s*,\s*[\w$]+\s*\)\s*\{")
+_ROTATE_TAIL = re.compile(rf"\}}\s*\(\s*([\w$]+)\s*,\s*({_NUM})\s*\)\s*\)?", _I)
 _ACCESSOR = re.compile(
     r"(?:var|let|const)\s+([\w$]+)\s*=\s*function\s*\(\s*([\w$]+)\s*(?:,\s*[\w$]+\s*)?\)\s*\{\s*\2\s*=\s*\2\s*-\s*"
     r"(0x[0-9a-f]+|\d+)\s*;\s*var\s+[\w$]+\s*=\s*([\w$]+)\s*\[\s*\2\s*\]", _I)
@@ -207,19 +206,26 @@ _ACCESSOR_FN = re.compile(
 def _arrays(t: str, b: Budget) -> str:
     arrays: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
-    for m in re.finditer(r"([\w$]+)\s*=(?!=)", t):
+    for m in re.finditer(r"(?<![\w$])([\w$]+)\s*=(?!=)", t):
         counts[m.group(1)] = counts.get(m.group(1), 0) + 1
     for m in _ARRAY.finditer(t):
         if counts.get(m.group(1)) == 1:
             arrays[m.group(1)] = [js_literal(x) for x in _LIT.findall(m.group(2))]
     if not arrays:
         return t
-    for m in _ROTATE.finditer(t):
-        name = m.group(1)
-        if arrays.get(name):
-            k = _n(m.group(2)) % len(arrays[name])
-            arrays[name] = arrays[name][k:] + arrays[name][:k]
-            t = t[: m.start()] + t[m.end():]
+    if "push" in t and "shift" in t:
+        # obfuscator.io: `(function(arr, n){ ... arr.push(arr.shift()) ... }(ARR, 0x1a3))` rotates ARR n times.
+        for head in _ROTATE_HEAD.finditer(t):
+            window = t[head.end(): head.end() + 1200]
+            if "push" not in window or "shift" not in window:
+                continue
+            tail = _ROTATE_TAIL.search(window)
+            if tail is None or not arrays.get(tail.group(1)):
+                continue
+            values = arrays[tail.group(1)]
+            k = _n(tail.group(2)) % len(values)
+            arrays[tail.group(1)] = values[k:] + values[:k]
+            t = t[: head.start()] + t[head.end() + tail.end():]
             break
     for rx in (_ACCESSOR, _ACCESSOR_FN):
         for m in rx.finditer(t):
