@@ -22,8 +22,8 @@ def test_command_line_language() -> None:
 @pytest.mark.evaldata
 def test_obfuscated_script_blocks_in_the_store_become_alerts(settings: Settings) -> None:
     root = evaldata("deepbluecli_evtx") / "evtx"
-    files = [root / "Powershell-Invoke-Obfuscation-encoding-menu.evtx", root / "Powershell-Invoke-Obfuscation-string-menu.evtx",
-             root / "metasploit-sysmon.evtx"]
+    files = [root / "Powershell-Invoke-Obfuscation-encoding-menu.evtx",
+             root / "Powershell-Invoke-Obfuscation-string-menu.evtx", root / "metasploit-sysmon.evtx"]
     _, store = run_ingest(files, settings)
     with store:
         alerts, stats = scan_store(store, Scanner(), min_label="suspicious")
