@@ -49,3 +49,17 @@ def test_verdict_becomes_a_scan_alert() -> None:
     assert alert["rule.level"] == "high" and alert["event.reference"] == "ev1" and alert["host.name"] == "ws01"
     assert "T1059.001" in alert["threat.technique.id"]
     assert "203.0.113.9" in alert["related.ip"]
+
+
+def test_scan_events_finds_the_demo_download_cradle(tmp_path: Path) -> None:
+    from phagocyte.config import load_settings
+    from tests.conftest import REPO, run_ingest
+
+    settings = load_settings(tmp_path / "home")
+    run_ingest([REPO / "demo"], settings)
+    out = tmp_path / "alerts.jsonl"
+    res = runner.invoke(app, ["scan-events", "--home", str(settings.home), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    alerts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["rule.id"] for a in alerts] == ["scan.powershell.malicious"]
+    assert alerts[0]["rule.category"] == "command-line" and alerts[0]["host.name"].startswith("ws-042")
