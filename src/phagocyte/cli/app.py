@@ -248,5 +248,4 @@ def main() -> None:
     app()
 
 
-
 from phagocyte.cli import scan as _scan  # noqa: E402,F401  (registers `phago scan`, `scan-train`, `scan-events`)
