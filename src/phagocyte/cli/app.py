@@ -278,3 +278,4 @@ from phagocyte.cli.triage import run_hook as _run_triage  # noqa: E402
 from phagocyte.cli.triage import triage as _triage  # noqa: E402
 
 app.command(name="triage")(_triage)
+from phagocyte.cli import scan as _scan  # noqa: E402,F401  (registers `phago scan`, `scan-train`, `scan-events`)

