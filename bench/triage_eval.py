@@ -70,8 +70,8 @@ def deepcase_metrics(frame: AlertFrame, npz: Path, key: str = "pred") -> dict[st
     }
 
 
-def run_fold(frames: dict[str, AlertFrame], test: str) -> tuple[dict[str, object], float]:
-    model, _, _ = learn([(s, frames[s]) for s in SCENARIOS if s != test])
+def run_fold(frames: dict[str, AlertFrame], test: str, budget: int | None = None) -> tuple[dict[str, object], float]:
+    model, _, _ = learn([(s, frames[s]) for s in SCENARIOS if s != test], budget=budget)
     t = time.perf_counter()
     res = triage(frames[test], model)
     dt = time.perf_counter() - t
@@ -137,6 +137,8 @@ def main() -> None:
                     help="also refit DeepCASE without dirb (else its full run is scored without dirb)")
     ap.add_argument("--reuse-deepcase", action="store_true", help="score existing DeepCASE outputs")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--budget", type=int, help="learn from only this many verdicts (random groups)")
+    ap.add_argument("--variants", default="dirb,nodirb")
     ap.add_argument("--markdown", type=Path, help="write the result tables (Markdown) here")
     args = ap.parse_args()
     peer: dict[str, subprocess.Popen[bytes]] = {}
@@ -152,11 +154,11 @@ def main() -> None:
     for s in SCENARIOS:
         frames[s], _ = load_alerts([args.data / f"{s}_alerts.txt"], "ait-ads")
     results: dict[str, dict[str, dict[str, object]]] = {}
-    for variant in ("dirb", "nodirb"):
+    for variant in args.variants.split(","):
         fr = frames if variant == "dirb" else {s: without_dirb(f) for s, f in frames.items()}
         rows = {}
         for test in SCENARIOS:
-            m, _ = run_fold(fr, test)
+            m, _ = run_fold(fr, test, args.budget)
             rows[test] = {"phagocyte": m}
             npz = args.deepcase_out / variant / f"{test}.npz"
             if not npz.exists():  # without dirb: DeepCASE's full run, scored on the alerts outside dirb

@@ -208,3 +208,11 @@ def test_ecs_alerts_and_phago_run_hook(tmp_path: Path) -> None:
     incs = [json.loads(x) for x in (home / "reports" / "incidents.jsonl").read_text().splitlines()]
     assert len(incs) == 1 and incs[0]["deferred"] and incs[0]["disposition"] == "escalate"  # no model: a human
     assert incs[0]["entities"]["host.name"] == ["ws-1"] and len(incs[0]["alert_refs"]) == 3
+
+
+def test_learning_budget_counts_the_verdicts_used(streams: dict[int, Path]) -> None:
+    frames = [(p.name, load_alerts([p], "ait-ads")[0]) for n, p in streams.items() if n != 3]
+    _, _, y_full = learn(frames)
+    small, _, y = learn(frames, budget=len(y_full) // 2, seed=1)
+    assert small.verdicts == len(y) == len(y_full) // 2
+    assert sum(a + b for a, b in small.rule_stats.values()) == len(y)  # priors only from those verdicts
