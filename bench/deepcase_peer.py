@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=20000, help="training sequences per scenario")
     ap.add_argument("--no-dirb", action="store_true", help="drop the dirb phase from the input")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="left-out scenarios to run (comma-separated; default all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -116,9 +117,12 @@ def main() -> None:
     prep_s = time.time() - t
     args.out.mkdir(parents=True, exist_ok=True)
     scen = data["scenario"].to_numpy()
-    summary = {"preprocess_s": prep_s, "folds": {}}
+    summ_path = args.out / "summary.json"
+    summary = json.loads(summ_path.read_text()) if summ_path.exists() else {"folds": {}}
+    summary["preprocess_s"] = prep_s
     n_events = len(mapping)
-    for test in sorted(set(scen)):
+    only = set(args.only.split(",")) if args.only else set(scen)
+    for test in sorted(set(scen) & only):
         train_idx = []
         for s in sorted(set(scen) - {test}):
             idx = np.nonzero(scen == s)[0]
@@ -147,7 +151,9 @@ def main() -> None:
                                   "predict_rate": len(te) / pred_s if pred_s else None,
                                   "clusters": len(set(np.asarray(clusters).tolist()) - {-1})}
         print(test, json.dumps(summary["folds"][test]), flush=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if summ_path.exists():  # another process may have added its folds meanwhile
+            summary["folds"] = {**json.loads(summ_path.read_text())["folds"], **summary["folds"]}
+        summ_path.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

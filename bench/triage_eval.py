@@ -70,8 +70,8 @@ def deepcase_metrics(frame: AlertFrame, npz: Path, key: str = "pred") -> dict[st
     }
 
 
-def run_fold(frames: dict[str, AlertFrame], test: str) -> tuple[dict[str, object], float]:
-    model, _, _ = learn([(s, frames[s]) for s in SCENARIOS if s != test])
+def run_fold(frames: dict[str, AlertFrame], test: str, budget: int | None = None) -> tuple[dict[str, object], float]:
+    model, _, _ = learn([(s, frames[s]) for s in SCENARIOS if s != test], budget=budget)
     t = time.perf_counter()
     res = triage(frames[test], model)
     dt = time.perf_counter() - t
@@ -97,6 +97,34 @@ def overall(rows: list[dict[str, object]]) -> dict[str, object]:
     return out
 
 
+def markdown(results: dict[str, dict[str, dict[str, object]]]) -> str:
+    """The tables of docs/benchmarks.md."""
+    out = []
+    for variant, rows in results.items():
+        out.append(f"\n**{'with' if variant == 'dirb' else 'without'} dirb**\n")
+        out.append("| left out | system | raw alerts | analyst items (esc + deferred) | attack recall (esc / items) | "
+                   "steps surfaced (esc / items) | noise suppression (esc / items) | incident precision | "
+                   "1st attack | verdicts |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for test in SCENARIOS:
+            for system, m in rows[test].items():
+                def pct(k: str, m: dict[str, object] = m) -> str:
+                    v = m.get(k)
+                    return "–" if v is None or v != v else f"{100 * float(v):.2f} %"  # type: ignore[arg-type]
+                steps = m["steps"]
+                out.append(
+                    f"| {test} | {system} | {m['raw_alerts']:,} | {m['analyst_items']} "
+                    f"({m['escalated_incidents']} + {m['deferred_items']}) | {pct('attack_recall')} / "
+                    f"{pct('attack_recall_items')} | {len(m['steps_surfaced'])}/{len(steps)} / "  # type: ignore[arg-type]
+                    f"{len(m['steps_surfaced_items'])}/{len(steps)} | {pct('noise_suppression')} / "  # type: ignore[arg-type]
+                    f"{pct('noise_suppression_items')} | {pct('incident_precision')} | "
+                    f"{m['first_attack_position'] or '–'} | {m.get('verdicts', '–')} |")
+        missed = {t: sorted(set(rows[t]["phagocyte"]["steps"]) - set(rows[t]["phagocyte"]["steps_surfaced"]))  # type: ignore[arg-type]
+                  for t in SCENARIOS}
+        out.append(f"\nPhagocyte steps not escalated: {missed}")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -109,6 +137,9 @@ def main() -> None:
                     help="also refit DeepCASE without dirb (else its full run is scored without dirb)")
     ap.add_argument("--reuse-deepcase", action="store_true", help="score existing DeepCASE outputs")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--budget", type=int, help="learn from only this many verdicts (random groups)")
+    ap.add_argument("--variants", default="dirb,nodirb")
+    ap.add_argument("--markdown", type=Path, help="write the result tables (Markdown) here")
     args = ap.parse_args()
     peer: dict[str, subprocess.Popen[bytes]] = {}
     if args.deepcase and not args.reuse_deepcase:
@@ -123,11 +154,11 @@ def main() -> None:
     for s in SCENARIOS:
         frames[s], _ = load_alerts([args.data / f"{s}_alerts.txt"], "ait-ads")
     results: dict[str, dict[str, dict[str, object]]] = {}
-    for variant in ("dirb", "nodirb"):
+    for variant in args.variants.split(","):
         fr = frames if variant == "dirb" else {s: without_dirb(f) for s, f in frames.items()}
         rows = {}
         for test in SCENARIOS:
-            m, _ = run_fold(fr, test)
+            m, _ = run_fold(fr, test, args.budget)
             rows[test] = {"phagocyte": m}
             npz = args.deepcase_out / variant / f"{test}.npz"
             if not npz.exists():  # without dirb: DeepCASE's full run, scored on the alerts outside dirb
@@ -152,6 +183,8 @@ def main() -> None:
         results[variant] = rows
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
+    if args.markdown:
+        args.markdown.write_text(markdown(results))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,24 @@ def test_ecs_alerts_and_phago_run_hook(tmp_path: Path) -> None:
     incs = [json.loads(x) for x in (home / "reports" / "incidents.jsonl").read_text().splitlines()]
     assert len(incs) == 1 and incs[0]["deferred"] and incs[0]["disposition"] == "escalate"  # no model: a human
     assert incs[0]["entities"]["host.name"] == ["ws-1"] and len(incs[0]["alert_refs"]) == 3
+
+
+def test_learning_budget_counts_the_verdicts_used(streams: dict[int, Path]) -> None:
+    frames = [(p.name, load_alerts([p], "ait-ads")[0]) for n, p in streams.items() if n != 3]
+    _, _, y_full = learn(frames)
+    small, _, y = learn(frames, budget=len(y_full) // 2, seed=1)
+    assert small.verdicts == len(y) == len(y_full) // 2
+    assert sum(a + b for a, b in small.rule_stats.values()) == len(y)  # priors only from those verdicts
+
+
+def test_phago_run_survives_a_broken_model(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.ndjson").write_text(json.dumps({"@timestamp": "2026-01-01T10:00:00Z", "event": {"kind": "alert"},
+                                              "rule": {"id": "R1", "name": "x"}, "host": {"name": "h"}}) + "\n")
+    home = tmp_path / "home"
+    (home / "triage-model").mkdir(parents=True)
+    (home / "triage-model" / "model.json").write_text("{not json")
+    r = CliRunner().invoke(app, ["run", "--home", str(home), str(src)])
+    assert r.exit_code == 0, r.output
+    assert "triage skipped" in r.output and list((home / "reports").glob("run-*.md"))

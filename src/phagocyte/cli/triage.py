@@ -132,8 +132,12 @@ def run_hook(settings: Settings) -> None:
 
     path = settings.reports_dir / "incidents.jsonl"
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    with ParquetStore(settings.store_dir) as store:
-        result = triage_store(store, settings.home, path)
+    try:
+        with ParquetStore(settings.store_dir) as store:
+            result = triage_store(store, settings.home, path)
+    except ValueError as exc:  # an unreadable model must not lose the run's report
+        console.print(f"[red]triage skipped:[/red] {exc}")
+        return
     if result is None:
         console.print("triage: no alerts in the store")
         return

@@ -61,14 +61,27 @@ def _add(a: Mapping[str, tuple[float, float]], b: Mapping[str, tuple[float, floa
     return out
 
 
-def learn(frames: Sequence[tuple[str, AlertFrame]], suppression: SuppressionConfig | None = None
-          ) -> tuple[RiskModel, np.ndarray, np.ndarray]:
-    """Fit a model on labelled frames (one per source file); returns it and its training set."""
+def learn(frames: Sequence[tuple[str, AlertFrame]], suppression: SuppressionConfig | None = None,
+          budget: int | None = None, seed: int = 0) -> tuple[RiskModel, np.ndarray, np.ndarray]:
+    """Fit a model on labelled frames (one per source file); returns it and its training set.
+
+    `budget` keeps only that many verdicts (groups drawn at random over all frames, as if an
+    analyst had labelled only those): how many verdicts does the model need?"""
     cfg = suppression or SuppressionConfig()
-    parts = []
+    labelled = []
     for name, frame in frames:
         g = suppress(frame, cfg)
-        y = group_labels(frame, g)
+        labelled.append((name, frame, g, group_labels(frame, g)))
+    if budget is not None:
+        rng = np.random.default_rng(seed)
+        where = [(i, j) for i, (*_, y) in enumerate(labelled) for j in np.nonzero(y >= 0)[0].tolist()]
+        keep = {where[k] for k in rng.choice(len(where), size=min(budget, len(where)), replace=False)}
+        for i, (*_, y) in enumerate(labelled):
+            for j in np.nonzero(y >= 0)[0].tolist():
+                if (i, j) not in keep:
+                    y[j] = -1
+    parts = []
+    for name, frame, g, y in labelled:
         rules = frame.rule[g.first_alert]
         parts.append((name, frame, g, y, _rule_counts(rules[y >= 0], y[y >= 0])))
     total: dict[str, tuple[float, float]] = {}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from phagocyte.config import Settings, load_settings
 from phagocyte.ingest.pipeline import IngestReport, ingest
@@ -90,7 +91,7 @@ def frame_from_table(table: pa.Table) -> AlertFrame:
         return np.full(n, None, dtype=object)
 
     ts_col = table.column("@timestamp") if "@timestamp" in table.column_names else pa.array([None] * n)
-    ts = np.asarray(pa.compute.cast(ts_col, pa.int64()).to_numpy(zero_copy_only=False), dtype="float64")
+    ts = np.asarray(pc.cast(ts_col, pa.int64()).to_numpy(zero_copy_only=False), dtype="float64")
     ts = np.nan_to_num(ts / 1e6, nan=0.0)
     module, rid, rname = col("event.module"), col("rule.id"), col("rule.name")
     rule = np.asarray([f"{m or 'alert'}:{r or n_ or '?'}" for m, r, n_ in zip(module, rid, rname, strict=True)],
