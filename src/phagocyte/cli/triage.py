@@ -126,14 +126,19 @@ def _print(result: object, show: int) -> None:
 
 
 def run_hook(settings: Settings) -> None:
-    """`phago run`: triage the store's alerts into `$PHAGO_HOME/reports/incidents.jsonl`."""
+    """`phago run`: learn the analysts' new verdicts (`$PHAGO_HOME/verdicts.jsonl`, written by the case store),
+    then triage the store's alerts into `$PHAGO_HOME/reports/incidents.jsonl`."""
     from phagocyte.store.parquet import ParquetStore
-    from phagocyte.triage.service import triage_store
+    from phagocyte.triage.service import learn_case_verdicts, triage_store
 
     path = settings.reports_dir / "incidents.jsonl"
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     try:
         with ParquetStore(settings.store_dir) as store:
+            learned, proposals = learn_case_verdicts(store, settings.home)
+            if learned:
+                console.print(f"triage: learned {learned} group verdict(s) from the case store's verdicts; "
+                              f"{len(proposals)} suppression proposal(s)")
             result = triage_store(store, settings.home, path)
     except ValueError as exc:  # an unreadable model must not lose the run's report
         console.print(f"[red]triage skipped:[/red] {exc}")

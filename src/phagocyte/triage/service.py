@@ -194,3 +194,54 @@ def triage_store(store: Any, home: str | Path, out: str | Path) -> TriageResult 
     result = triage(frame, model)
     write_incidents(result, out)
     return result
+
+
+VERDICTS_FILE = "verdicts.jsonl"
+"""Analyst verdicts written by the case store (`phagocyte.cases.service.JsonlVerdictSink`)."""
+CONSUMED_FILE = "verdicts.consumed"
+
+
+def learn_case_verdicts(store: Any, home: str | Path) -> tuple[int, list[dict[str, Any]]]:
+    """Feed the case store's new verdicts into `$PHAGO_HOME/triage-model` (created if absent).
+
+    Each verdict names its incident's alert references; every suppression group of the store's
+    alerts that holds one of them gets the verdict. Verdicts already learned are remembered by line
+    count in `triage-model/verdicts.consumed`, so each is learned once. Returns the number of group
+    verdicts learned and the suppression proposals.
+    """
+    import json
+
+    from phagocyte.triage.learn import apply_verdicts
+    from phagocyte.triage.sources import read_store_alerts
+    from phagocyte.triage.suppress import suppress
+
+    home = Path(home)
+    source = home / VERDICTS_FILE
+    if not source.exists():
+        return 0, []
+    model_dir = home / MODEL_DIRNAME
+    consumed_path = model_dir / CONSUMED_FILE
+    done = int(consumed_path.read_text().strip() or 0) if consumed_path.exists() else 0
+    lines = source.read_text(encoding="utf-8").splitlines()
+    fresh = [json.loads(x) for x in lines[done:] if x.strip()]
+    if not fresh:
+        return 0, []
+    model = RiskModel.load(model_dir) if (model_dir / "model.json").exists() else RiskModel.untrained()
+    frame = read_store_alerts(store)
+    groups = suppress(frame, model.suppression)
+    group_of_ref: dict[str, list[int]] = {}
+    for i, ref in enumerate(frame.ref.tolist()):
+        group_of_ref.setdefault(str(ref), []).append(int(groups.of_alert[i]))
+    verdicts: dict[int, str] = {}
+    for v in fresh:
+        for ref in v.get("alert_refs") or []:
+            for g in group_of_ref.get(str(ref), []):
+                verdicts[g] = str(v["verdict"])
+    proposals: list[dict[str, Any]] = []
+    if verdicts:
+        train = RiskModel.training_set(model_dir) if (model_dir / "model.json").exists() else None
+        new, proposals, X, y = apply_verdicts(model, frame, verdicts, train)
+        new.save(model_dir, X, y)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    consumed_path.write_text(str(len(lines)))
+    return len(verdicts), proposals
