@@ -292,9 +292,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("line", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_line_is_linear(line: str) -> None:
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a loaded machine makes wall time meaningless
     parse_cef(line, Clock(REF))
-    assert time.perf_counter() - t0 < 2.0  # linear: < 1 s for 100 k characters on a loaded CI; quadratic: minutes
+    assert time.process_time() - t0 < 5.0  # linear: ~0.2 s CPU for 100 k characters; quadratic: minutes
 
 
 # --- fuzzing through the pipeline ------------------------------------------------------------------------
