@@ -247,3 +247,8 @@ def version() -> None:
 def main() -> None:
     app()
 
+
+
+from phagocyte.cli.email import email as _email  # noqa: E402  (domain commands register last)
+
+app.command("email")(_email)
