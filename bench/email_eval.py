@@ -150,16 +150,19 @@ def _pool_map(fn: Any, items: list[Any], jobs: int) -> list[Any]:
 
 
 class SpamAssassin:
-    """spamd with the shipped rules, local tests only (-L: no DNS, no Razor/Pyzor, no network)."""
+    """spamd with the shipped rules, local tests only (-L: no DNS, no Razor/Pyzor, no network).
+
+    Its pid file goes to a scratch folder: spamd deletes its pid file on exit (never /dev/null)."""
 
     name = "SpamAssassin"
 
     def __init__(self, jobs: int) -> None:
         self.port = _free_port()
         self.jobs = jobs
+        self.work = Path(tempfile.mkdtemp(prefix="phago-spamd-"))
         self.proc = subprocess.Popen(
             ["spamd", "-L", "--listen", f"127.0.0.1:{self.port}", "-m", str(jobs), "--min-children", str(jobs),
-             "--max-conn-per-child", "1000", "-s", "stderr", "-u", "nobody", "--pidfile", "/dev/null",
+             "--max-conn-per-child", "1000", "-s", "stderr", "-u", "nobody", "--pidfile", str(self.work / "spamd.pid"),
              "--timeout-child", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_port(self.port, 120)
         self.version = subprocess.run(["spamassassin", "--version"], capture_output=True, text=True).stdout.split(

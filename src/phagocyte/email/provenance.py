@@ -11,7 +11,9 @@ keeps only what the sender wrote and the reader sees:
   From; list tags like `[USRP-users]` leave the subject;
 - list and group footers (Mailman, Yahoo! Groups, SourceForge) leave the text and HTML parts;
 - the corpora's anonymisation placeholders (`phishing@pot`, `zzzz`, `spamassassin.taint.org`)
-  become neutral ones, since they name the corpus.
+  become neutral ones, since they name the corpus;
+- years (1980-2049) in the text and subject become `YEAR` (quoted "On ... 2019 ... wrote:" lines,
+  copyright notices): the date is gone from the headers, it must not stay in the body.
 
 Used identically by `phago email train --strip-provenance`, the cross-validation and the peers'
 input in `bench/email_eval.py`. A message that cannot be rebuilt keeps its body and loses its
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import re
 from email import message_from_bytes
+from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
 from email.policy import compat32
@@ -46,7 +49,11 @@ _PLACEHOLDERS = (
     (re.compile(r"phishing@pot", re.I), "user@example.com"),
     (re.compile(r"(?:spamassassin\.)?taint\.org", re.I), "example.org"),
     (re.compile(r"zzzz", re.I), "user"),
+    (re.compile(r"\b(?:19[89]\d|20[0-4]\d)\b"), "YEAR"),
 )
+# Rewritten parts are quoted-printable, as most text mail is (base64 text would look odd to the peers' rules).
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+):")
 
 
@@ -122,7 +129,7 @@ def _strip_parts(msg: Message) -> None:
         cleaned = clean_text(text)
         if cleaned != text:
             del part["content-transfer-encoding"]
-            part.set_payload(cleaned, "utf-8")
+            part.set_payload(cleaned, _UTF8_QP)
 
 
 def _fallback(raw: bytes) -> bytes:
