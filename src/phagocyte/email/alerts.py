@@ -47,7 +47,7 @@ def verdict_to_alert(verdict: Mapping[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "url.full": ind["urls"][0] if ind.get("urls") else None,
         "url.domain": ind["domains"][0] if ind.get("domains") else None,
-        "source.ip": ind["ips"][0] if ind.get("ips") else None,
+        "source.ip": sender.get("origin_ip") or None,
         "related.ip": ind.get("ips") or None,
         "related.hosts": hosts[:50] or None,
         "related.hash": [h for a in atts for h in (a["sha256"], a["md5"])][:50] or None,

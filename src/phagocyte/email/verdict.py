@@ -79,14 +79,16 @@ def indicators(pm: ParsedMessage, attachments: list[dict[str, object]]) -> dict[
         m = re.match(r"from\s+(\S+)", hop, re.I)
         ip = next((i.group(1) for i in _IP.finditer(hop.split(" by ", 1)[0]) if _valid_ip(i.group(1))), "")
         chain.append({"from": m.group(1)[:255] if m else "", "ip": ip})
-    ips.extend(ip for ip in dict.fromkeys(_public_ip(h["ip"]) for h in chain) if ip and ip not in ips)
+    public = [ip for ip in (_public_ip(h["ip"]) for h in chain) if ip]
+    ips.extend(ip for ip in dict.fromkeys(public) if ip not in ips)
     from_name, from_addr = pm.address("from")
     return {
         "urls": urls[:100],
         "domains": domains[:100],
         "ips": ips[:50],
         "sender": {"from": from_addr, "from_name": from_name, "reply_to": pm.address("reply-to")[1],
-                   "return_path": pm.address("return-path")[1], "received": chain},
+                   "return_path": pm.address("return-path")[1], "received": chain,
+                   "origin_ip": public[-1] if public else ""},
         "attachments": attachments,
     }
 
