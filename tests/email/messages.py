@@ -72,3 +72,15 @@ var bin = atob(b64); var bytes = new Uint8Array(bin.length);
 var blob = new Blob([bytes], {type: 'application/octet-stream'});
 var a = document.createElement('a'); a.href = URL.createObjectURL(blob); a.download = 'invoice.iso'; a.click();
 </script></body></html>""" % ("QUJD" * 800)
+
+
+def qr_png(text: str) -> bytes:
+    """A PNG image of a QR code (made with zxing-cpp and Pillow, as a phishing mail would embed it)."""
+    import numpy as np
+    import zxingcpp
+    from PIL import Image
+
+    img = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode).to_image(scale=4)
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(img)).save(buf, "PNG")
+    return buf.getvalue()

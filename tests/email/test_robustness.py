@@ -17,7 +17,8 @@ from tests.email.messages import CREDENTIAL_FORM_HTML, message, zip_bytes
 HEADERS = st.sampled_from([b"From: ", b"To: ", b"Subject: ", b"Content-Type: ", b"Content-Transfer-Encoding: ",
                            b"MIME-Version: 1.0", b"Received: from ", b"Reply-To: ", b"Content-Disposition: "])
 MIME_TOKENS = st.sampled_from([b"multipart/mixed; boundary=\"b\"", b"\n--b\n", b"\n--b--\n", b"message/rfc822",
-                               b"text/html; charset=\"x-unknown\"", b"base64", b"quoted-printable", b"=?utf-8?b?", b"?=",
+                               b"text/html; charset=\"x-unknown\"", b"base64", b"quoted-printable", b"=?utf-8?b?",
+                               b"?=",
                                b"<a href=\"", b"<form><input type=password>", b"\n\n", b"\r\n", b"\x00", b"\xff\xfe",
                                b"=\n", b"=ZZ", b"attachment; filename=\"a.zip\"", b"PK\x03\x04", b"%PDF"])
 GARBAGE = st.lists(st.one_of(HEADERS, MIME_TOKENS, st.binary(max_size=64)), max_size=60).map(b"".join)
@@ -106,7 +107,8 @@ def test_zip_bomb_members_are_not_read() -> None:
 
 
 def test_corrupt_zip_is_a_finding() -> None:
-    kind, findings = inspect_attachment(Attachment("x.zip", "application/zip", 30, "", "", b"PK\x03\x04" + b"\x00" * 26))
+    data = b"PK\x03\x04" + b"\x00" * 26
+    _, findings = inspect_attachment(Attachment("x.zip", "application/zip", 30, "", "", data))
     assert any(f.code == "attachment_unreadable" for f in findings)
 
 

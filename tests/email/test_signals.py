@@ -14,6 +14,7 @@ from tests.email.messages import (
     PE_HEADER,
     SMUGGLING_HTML,
     message,
+    qr_png,
     zip_bytes,
 )
 
@@ -97,6 +98,10 @@ CASES: list[tuple[str, bytes, str]] = [
     ("html_credential_form", message(attachments=[("Remittance.html", CREDENTIAL_FORM_HTML.encode(),
                                                    "text/html")]), "password"),
     ("html_smuggling", message(attachments=[("fax.htm", SMUGGLING_HTML.encode(), "text/html")]), "atob"),
+    ("attachment_qr_code", message(attachments=[("scan.png", qr_png("https://paypa1.com/login"), "image/png")]),
+     "https://paypa1.com/login"),
+    ("url_lookalike", message(attachments=[("scan.png", qr_png("https://paypa1.com/login"), "image/png")]),
+     "paypa1.com"),
     # language
     ("urgency", message(text="Your account will be suspended within 24 hours unless you act now."),
      "within 24 hours"),
@@ -136,6 +141,13 @@ def test_brand_owners_are_not_flagged() -> None:
                   html='<a href="https://www.paypal.com/signin">https://www.paypal.com/signin</a>')
     found = codes(raw)
     assert not {"brand_impersonation_sender", "url_lookalike", "anchor_domain_mismatch"} & set(found), found
+
+
+def test_qr_link_is_an_indicator_and_a_plain_image_is_not_a_qr_code() -> None:
+    v = analyse(message(attachments=[("scan.png", qr_png("https://paypa1.com/login"), "image/png")]))
+    assert "https://paypa1.com/login" in v.indicators["urls"]
+    blank = analyse(message(attachments=[("logo.png", qr_png("x")[:8] + b"\x00" * 100, "image/png")]))
+    assert "attachment_qr_code" not in {r.code for r in blank.reasons}
 
 
 def test_bec_needs_a_short_message_without_links() -> None:

@@ -83,6 +83,7 @@ _S = [
     ("attachment_pdf_link", "attachment", 0.1, "a PDF with links"),
     ("attachment_html", "attachment", 0.35, "an HTML or SVG attachment (opens locally in a browser)"),
     ("attachment_unreadable", "attachment", 0.05, "an attachment could not be inspected"),
+    ("attachment_qr_code", "attachment", 0.35, "an image carries a QR code (the link moves out of the text)"),
     # language
     ("urgency", "language", 0.2, "urgency or a threat to the account"),
     ("credential_request", "language", 0.35, "asks to log in, verify or update an account or password"),
@@ -168,8 +169,8 @@ def collect(pm: ParsedMessage) -> tuple[list[Reason], list[dict[str, object]]]:
     """All signals of a parsed message, and the attachment indicators (name, types, size, hashes)."""
     c = _Collector()
     _headers(pm, c)
+    atts = _attachments(pm, c)  # first: links decoded from QR codes join the message's links
     _urls(pm, c)
-    atts = _attachments(pm, c)
     _language(pm, c)
     return list(c.found.values()), atts
 
@@ -291,6 +292,8 @@ def _attachments(pm: ParsedMessage, c: _Collector) -> list[dict[str, object]]:
             c.add("attachment_html", att.name or att.declared_type)
         for f in findings:
             c.add(f.code, f.evidence)
+            if f.url and len(pm.text_urls) < 500:
+                pm.text_urls.append(f.url)
     return out
 
 
