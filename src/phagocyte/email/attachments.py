@@ -206,12 +206,13 @@ def _qr(label: str, data: bytes, out: list[Finding]) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-            im = Image.open(io.BytesIO(data))
-            if im.width * im.height > MAX_IMAGE_PIXELS:
+            src = Image.open(io.BytesIO(data))
+            if src.width * src.height > MAX_IMAGE_PIXELS:
                 raise ValueError("image too large")
-            im.draft("L", (2000, 2000))
-            im = im.convert("L")
-        codes = zxingcpp.read_barcodes(im, formats=[zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode])
+            src.draft("L", (2000, 2000))
+            gray = src.convert("L")
+        qr = zxingcpp.BarcodeFormats([zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode])
+        codes = zxingcpp.read_barcodes(gray, formats=qr)
     except Exception as exc:
         out.append(Finding("attachment_unreadable", f"{label}: image not decoded ({type(exc).__name__})"))
         return
