@@ -121,6 +121,28 @@ def cross_validate(rows: list[list[tuple[str, float]]], labels: list[str], group
 # ---------------------------------------------------------------- peers
 
 
+def _children_cpu() -> float:
+    """CPU seconds of every waited-for descendant (pool workers after shutdown, spamc calls)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _group_cpu(pgid: int) -> float:
+    """CPU seconds so far of the live processes of a process group (a peer daemon and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after ")": state ppid pgrp ... utime(11) stime(12) cutime cstime
+            total += sum(int(x) for x in fields[11:15])
+    return total / tick
+
+
 def _free_port() -> int:
     import socket
 
@@ -162,8 +184,9 @@ class SpamAssassin:
         self.work = Path(tempfile.mkdtemp(prefix="phago-spamd-"))
         self.proc = subprocess.Popen(
             ["spamd", "-L", "--listen", f"127.0.0.1:{self.port}", "-m", str(jobs), "--min-children", str(jobs),
-             "--max-conn-per-child", "1000", "-s", "stderr", "-u", "nobody", "--pidfile", str(self.work / "spamd.pid"),
-             "--timeout-child", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             "--max-conn-per-child", "1000000", "-s", "stderr", "-u", "nobody",
+             "--pidfile", str(self.work / "spamd.pid"), "--timeout-child", "60"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_port(self.port, 120)
         self.version = subprocess.run(["spamassassin", "--version"], capture_output=True, text=True).stdout.split(
             "\n")[0]
@@ -234,12 +257,16 @@ class Rspamd:
 
 
 def run_peer(peer: Any, groups: list[str], raws: list[bytes]) -> dict[str, Any]:
+    cpu0 = _group_cpu(peer.proc.pid) + _children_cpu()
     t = time.perf_counter()
     flagged = peer.classify(raws)
     dt = time.perf_counter() - t
+    cpu = _group_cpu(peer.proc.pid) + _children_cpu() - cpu0
     # A peer says spam or not: spam verdicts count as "phishing" for phishing vs ham, "spam" for the spam class.
     pred = ["phishing" if f and g != "spam" else "spam" if f else "clean" for f, g in zip(flagged, groups, strict=True)]
     m = metrics(groups, pred, dt)
+    m["cpu_s"] = cpu
+    m["msgs_per_cpu_s"] = len(raws) / cpu if cpu else None
     m["spam_recall"] = float(np.mean([f for f, g in zip(flagged, groups, strict=True) if g == "spam"] or [0]))
     return m
 
@@ -283,7 +310,8 @@ def main() -> int:
             }
             # Throughput of the whole analyser (parse, signals, model, verdict) with a model trained on all.
             model = train(rows, labels)
-            mres["phagocyte"]["msgs_per_s"] = _throughput(model, raws, args.jobs)
+            rate, cpu = _throughput(model, raws, args.jobs)
+            mres["phagocyte"].update(msgs_per_s=rate, cpu_s=cpu, msgs_per_cpu_s=len(raws) / cpu)
             print(f"[{mode}] phagocyte {json.dumps(mres['phagocyte'])}", file=sys.stderr)
             if args.peers:
                 for make in (lambda: SpamAssassin(args.jobs), lambda: Rspamd(args.jobs, Path(tempfile.mkdtemp()))):
@@ -299,7 +327,7 @@ def main() -> int:
                     finally:
                         peer.close()
             results["modes"][mode] = mres
-    results["machine"] = f"{os.cpu_count()} CPUs; jobs={args.jobs}"
+    results["machine"] = f"{os.cpu_count()} CPUs; jobs={args.jobs}; load average at the end {os.getloadavg()}"
     args.json.write_text(json.dumps(results, indent=2))
     print(report(results))
     return 0
@@ -317,21 +345,24 @@ def _analyse_with_model(raw: bytes) -> str:
     return analyse(raw, model=_model_for_workers).label
 
 
-def _throughput(model: EmailModel, raws: list[bytes], jobs: int) -> float:
+def _throughput(model: EmailModel, raws: list[bytes], jobs: int) -> tuple[float, float]:
+    """(messages per wall second, CPU seconds) of the whole analyser over `raws` on `jobs` workers."""
     folder = Path(tempfile.mkdtemp())
     model.save(folder)
+    cpu0 = _children_cpu()
     with ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(str(folder),)) as ex:
-        list(ex.map(_analyse_with_model, raws[:50]))  # warm-up: workers loaded
         t = time.perf_counter()
         list(ex.map(_analyse_with_model, raws, chunksize=16))
         dt = time.perf_counter() - t
+    cpu = _children_cpu() - cpu0  # includes loading the model in each worker
     shutil.rmtree(folder, ignore_errors=True)
-    return len(raws) / dt
+    return len(raws) / dt, cpu
 
 
 def report(results: dict[str, Any]) -> str:
     lines = ["messages: " + ", ".join(f"{g} {n}" for g, n in results["messages"].items()), ""]
-    cols = ["precision", "recall", "f1", "fpr_ham", "fpr_hard_ham", "fpr_modern_ham", "spam_recall", "msgs_per_s"]
+    cols = ["precision", "recall", "f1", "fpr_ham", "fpr_hard_ham", "fpr_modern_ham", "spam_recall", "msgs_per_s",
+            "msgs_per_cpu_s"]
     for mode, res in results["modes"].items():
         lines.append(f"### {'all features' if mode == 'all' else 'provenance stripped'}")
         lines.append("| system | " + " | ".join(cols) + " |")
@@ -342,7 +373,7 @@ def report(results: dict[str, Any]) -> str:
             cells = []
             for c in cols:
                 v = m.get(c)
-                cells.append("" if v is None else f"{v:.1f}" if c == "msgs_per_s" else f"{v:.4f}")
+                cells.append("" if v is None else f"{v:.1f}" if c.startswith("msgs_") else f"{v:.4f}")
             lines.append(f"| {system} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from email import message_from_bytes
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import lru_cache
 
 from phagocyte.email.html import Anchor, Form, read_html
 
@@ -95,6 +96,7 @@ _CTYPE_COUNT = re.compile(rb"(?im)^content-type:")
 _FROM_LINE = re.compile(rb"^From [^\r\n]*\r?\n")
 
 
+@lru_cache(maxsize=4096)
 def _address(value: str) -> tuple[str, str]:
     try:
         name, addr = email.utils.parseaddr(value)
