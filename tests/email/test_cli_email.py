@@ -64,6 +64,8 @@ def test_train_then_judge_with_the_model(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (model / "model.json").exists() and json.loads((model / "model.json").read_text())["counts"] == {
         "clean": 4, "phishing": 4}
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "| phishing | 4 |" in card and "Licence of each training source" in card
     p = _write(tmp_path / "new", "x.eml", message(text="Verify your account now, your mailbox is full."))
     out = tmp_path / "v.jsonl"
     res = runner.invoke(app, ["email", str(p), "--model", str(model), "--out", str(out), "-j", "2"])

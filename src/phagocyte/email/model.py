@@ -27,7 +27,7 @@ from phagocyte.email.domains import url_host
 from phagocyte.email.parse import ParsedMessage
 from phagocyte.email.signals import Reason, message_urls
 
-__all__ = ["CLASSES", "EmailModel", "features", "train"]
+__all__ = ["CLASSES", "EmailModel", "features", "model_card", "train"]
 
 N_FEATURES = 2**20
 MAX_TOKENS = 4_000
@@ -104,6 +104,7 @@ class EmailModel:
                             intercept=np.asarray(self.intercept, dtype=np.float64))
         meta = dict(self.meta, format=_FORMAT, classes=list(self.classes), n_features=N_FEATURES)
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        (folder / "MODEL_CARD.md").write_text(model_card(meta))
 
     @classmethod
     def load(cls, folder: Path) -> EmailModel:
@@ -115,6 +116,30 @@ class EmailModel:
             coef[:, z["index"]] = z["coef"]
             intercept = z["intercept"]
         return cls(tuple(meta["classes"]), coef, intercept, meta)
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """A model card to fill in: what the model saw; its licences and quality are the trainer's to state."""
+    counts = meta.get("counts", {})
+    sources = meta.get("sources", {})
+    lines = [
+        "# Model card: Phagocyte e-mail classifier", "",
+        f"- Format: `{_FORMAT}`; multinomial logistic regression (C = {meta.get('C')}, balanced class weights) "
+        f"on {N_FEATURES:,} hashed word, word-pair and structure features (no pickle).",
+        f"- Trained: {meta.get('trained')}; classes: {', '.join(meta.get('classes', []))}.",
+        f"- Provenance stripped before training: {meta.get('strip_provenance', 'unknown')} "
+        "(see docs/email.md: dates, Received chains, list headers and footers removed).",
+        "", "## Training data", "", "| class | messages | source |", "|---|---|---|",
+    ]
+    lines += [f"| {c} | {n} | {sources.get(c, '')} |" for c, n in counts.items()]
+    lines += [
+        "", "## To fill in before sharing this model", "",
+        "- Licence of each training source (a model may not be distributed beyond what its data allows).",
+        "- Measured quality: precision, recall and F1 on phishing, false-positive rate on each kind of",
+        "  legitimate mail, by cross-validation on held-out mail (`bench/email_eval.py` shows how).",
+        "- Known biases of the training mail (era, language, senders, topics).", "",
+    ]
+    return "\n".join(lines)
 
 
 def train(rows: Sequence[list[tuple[str, float]]], labels: Sequence[str], c: float = 10.0,
