@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def _row(raw: bytes) -> list[tuple[str, float]]:
     return features(pm, reasons)
 
 
+@functools.cache
 def _toy_model() -> EmailModel:
+    """Trained once per session: every test reads it, none changes it."""
     rows = [_row(message(text=t, subject="Account notice")) for t in PHISH] + [_row(message(text=t)) for t in HAM]
     return train(rows, ["phishing"] * len(PHISH) + ["clean"] * len(HAM))
 
@@ -70,7 +73,7 @@ def test_real_mail_held_out_with_provenance_stripped() -> None:
     ham = sorted((evaldata("email") / "spamassassin_public_corpus" / "easy-ham-1").iterdir())
     modern = sorted(p for p in (evaldata("email_modern_ham") / "usrp-users").glob("*.eml"))
     rng = random.Random(7)
-    sets = {"phishing": rng.sample(phish, 160), "clean": rng.sample(ham, 100) + rng.sample(modern, 60)}
+    sets = {"phishing": rng.sample(phish, 120), "clean": rng.sample(ham, 70) + rng.sample(modern, 50)}
     train_rows, train_labels, test = [], [], []
     for label, files in sets.items():
         for i, f in enumerate(files):

@@ -121,11 +121,11 @@ def test_deeply_nested_archives_stop() -> None:
 
 
 HOSTILE_HTML = [
-    "<" * 100_000,
-    "<a href='" + "x" * 500_000,
-    "<div>" * 50_000 + "text",
-    "<script>" + "a" * 100_000,
-    "<!--" * 10_000,
+    "<" * 50_000,
+    "<a href='" + "x" * 200_000,
+    "<div>" * 5_000 + "text",
+    "<script>" + "a" * 50_000,
+    "<!--" * 5_000,
     "<a href=\"javascript:alert(1)\">x</a><img src=x onerror=alert(1)><svg onload=alert(1)>",
     "<form><input type=password><form><input type=password>" * 1000,
     "\x00\ud800<html>".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
@@ -136,7 +136,7 @@ def test_hostile_html_never_crashes_and_stays_bounded() -> None:
     for html in HOSTILE_HTML:
         facts = read_html(html)
         assert len(facts.anchors) <= 500 and len(facts.forms) <= 500
-    huge = read_html("<p>a</p>" * 400_000)
+    huge = read_html("<p>" + "a " * 1_000_001 + "</p>")
     assert any("HTML cut" in p for p in huge.problems)
 
 

@@ -193,62 +193,72 @@ def _walk(pm: ParsedMessage, root: Message, lim: EmailLimits) -> None:
         if parts > lim.max_parts:
             pm.problems.append(f"more than {lim.max_parts} MIME parts: the rest were skipped")
             break
-        ctype = (part.get_content_type() or "text/plain").lower()
-        if len(pm.structure) < 200:
-            pm.structure.append(ctype)
-        if part.is_multipart() or ctype == "message/rfc822":
-            if depth >= lim.max_depth:
-                pm.problems.append(f"{ctype} nested deeper than {lim.max_depth}: its parts were skipped")
-                continue
-            if ctype == "message/rfc822":
-                pm.nested_messages += 1
-            children = part.get_payload()
-            if isinstance(children, list):
-                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
-            continue
         try:
-            data = part.get_payload(decode=True)
-        except Exception as exc:
-            pm.problems.append(f"part {parts} ({ctype}) could not be decoded: {type(exc).__name__}")
-            continue
-        if not isinstance(data, bytes):
-            data = b""
-        name = _filename(part)
-        disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
-        is_text = ctype in ("text/plain", "text/html") and not name and disposition != "attachment"
-        if not is_text:
-            if len(pm.attachments) < lim.max_parts:
-                kept = data if len(data) <= lim.max_part_bytes else b""
-                if not kept and data:
-                    pm.problems.append(f"attachment {name or ctype!r} of {len(data):,} bytes: hashed, not inspected")
-                pm.attachments.append(Attachment(
-                    name=name, declared_type=ctype, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                    md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), payload=kept,
-                    inline=disposition == "inline"))
-            continue
-        if text_len >= lim.max_text_chars:
-            pm.problems.append(f"text beyond {lim.max_text_chars:,} characters skipped (part {parts})")
-            continue
-        text, problem = _decode(data[: lim.max_text_chars * 4], part.get_content_charset())
-        if problem:
-            pm.problems.append(f"part {parts} ({ctype}): {problem}")
-        text = text[: lim.max_text_chars - text_len]
-        text_len += len(text)
-        if ctype == "text/html":
-            pm.html.append(text)
-            facts = read_html(text)
-            html_texts.append(facts.text)
-            pm.anchors.extend(facts.anchors[: lim.max_urls - len(pm.anchors)])
-            pm.sources.extend(facts.sources[: lim.max_urls - len(pm.sources)])
-            pm.forms.extend(facts.forms)
-            pm.smuggling.extend(facts.smuggling)
-            pm.meta_refresh.extend(facts.meta_refresh)
-            pm.scripts += facts.scripts
-            pm.problems.extend(facts.problems)
-        else:
-            texts.append(text)
+            text_len = _visit(pm, part, depth, parts, stack, texts, html_texts, text_len, lim)
+        except Exception as exc:  # a malformed part is a recorded problem; the other parts are still read
+            pm.problems.append(f"part {parts} could not be read: {type(exc).__name__}: {str(exc)[:100]}")
     pm.text = "\n".join(texts + html_texts)
     if pm.html:
         pm.text_urls = [m.group(0).rstrip(".,;:!?)'\"") for m in _URL.finditer("\n".join(texts))][: lim.max_urls]
     else:
         pm.text_urls = [m.group(0).rstrip(".,;:!?)'\"") for m in _URL.finditer(pm.text)][: lim.max_urls]
+
+
+def _visit(pm: ParsedMessage, part: Message, depth: int, parts: int, stack: list[tuple[Message, int]],
+           texts: list[str], html_texts: list[str], text_len: int, lim: EmailLimits) -> int:
+    """Read one MIME node: queue its children, keep its text, or record it as an attachment."""
+    ctype = (part.get_content_type() or "text/plain").lower()
+    if len(pm.structure) < 200:
+        pm.structure.append(ctype)
+    if part.is_multipart() or ctype == "message/rfc822":
+        if depth >= lim.max_depth:
+            pm.problems.append(f"{ctype} nested deeper than {lim.max_depth}: its parts were skipped")
+            return text_len
+        if ctype == "message/rfc822":
+            pm.nested_messages += 1
+        children = part.get_payload()
+        if isinstance(children, list):
+            stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+        return text_len
+    try:
+        data = part.get_payload(decode=True)
+    except Exception as exc:
+        pm.problems.append(f"part {parts} ({ctype}) could not be decoded: {type(exc).__name__}")
+        return text_len
+    if not isinstance(data, bytes):
+        data = b""
+    name = _filename(part)
+    disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+    is_text = ctype in ("text/plain", "text/html") and not name and disposition != "attachment"
+    if not is_text:
+        if len(pm.attachments) < lim.max_parts:
+            kept = data if len(data) <= lim.max_part_bytes else b""
+            if not kept and data:
+                pm.problems.append(f"attachment {name or ctype!r} of {len(data):,} bytes: hashed, not inspected")
+            pm.attachments.append(Attachment(
+                name=name, declared_type=ctype, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), payload=kept,
+                inline=disposition == "inline"))
+        return text_len
+    if text_len >= lim.max_text_chars:
+        pm.problems.append(f"text beyond {lim.max_text_chars:,} characters skipped (part {parts})")
+        return text_len
+    text, problem = _decode(data[: lim.max_text_chars * 4], part.get_content_charset())
+    if problem:
+        pm.problems.append(f"part {parts} ({ctype}): {problem}")
+    text = text[: lim.max_text_chars - text_len]
+    text_len += len(text)
+    if ctype == "text/html":
+        pm.html.append(text)
+        facts = read_html(text)
+        html_texts.append(facts.text)
+        pm.anchors.extend(facts.anchors[: lim.max_urls - len(pm.anchors)])
+        pm.sources.extend(facts.sources[: lim.max_urls - len(pm.sources)])
+        pm.forms.extend(facts.forms)
+        pm.smuggling.extend(facts.smuggling)
+        pm.meta_refresh.extend(facts.meta_refresh)
+        pm.scripts += facts.scripts
+        pm.problems.extend(facts.problems)
+    else:
+        texts.append(text)
+    return text_len

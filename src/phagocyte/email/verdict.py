@@ -95,8 +95,12 @@ def indicators(pm: ParsedMessage, attachments: list[dict[str, object]]) -> dict[
 
 def analyse(raw: bytes, path: str = "", model: Any = None, limits: EmailLimits | None = None) -> Verdict:
     """The verdict on one raw message. Never raises on bad input: problems are listed in the verdict."""
-    pm = parse_message(raw, limits)
-    reasons, atts = collect(pm)
+    try:
+        pm = parse_message(raw, limits)
+        reasons, atts = collect(pm)
+    except Exception as exc:  # process edge: a parser bug must not end a run over a whole mailbox
+        pm = ParsedMessage(problems=[f"message could not be analysed: {type(exc).__name__}: {str(exc)[:200]}"])
+        reasons, atts = [], []
     probs: dict[str, float] | None = None
     if model is None:
         miss = 1.0
