@@ -281,6 +281,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--peers", action="store_true", help="also run SpamAssassin and rspamd")
+    ap.add_argument("--modes", default="all,stripped", help="all (raw messages), stripped (provenance removed)")
     ap.add_argument("--json", type=Path, default=Path("/tmp/phago-email-eval.json"))
     args = ap.parse_args()
     data = load(args.limit, args.seed)
@@ -289,7 +290,7 @@ def main() -> int:
     print(f"{len(data)} messages: " + ", ".join(f"{g} {groups.count(g)}" for g in GROUPS), file=sys.stderr)
     results: dict[str, Any] = {"messages": {g: groups.count(g) for g in GROUPS}, "modes": {}}
     with ProcessPoolExecutor(args.jobs) as ex:
-        for mode in ("all", "stripped"):
+        for mode in args.modes.split(","):
             t = time.perf_counter()
             raws = [raw for _, _, raw in data] if mode == "all" else list(
                 ex.map(strip_provenance, [raw for _, _, raw in data], chunksize=32))
