@@ -9,7 +9,6 @@ missing header, so the same rules run on messages whose provenance headers were 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from phagocyte.email.attachments import inspect_attachment
@@ -166,7 +165,9 @@ def message_urls(pm: ParsedMessage) -> list[str]:
 
 
 def collect(pm: ParsedMessage) -> tuple[list[Reason], list[dict[str, object]]]:
-    """All signals of a parsed message, and the attachment indicators (name, types, size, hashes)."""
+    """All signals of a parsed message, and the attachment indicators (name, types, size, hashes).
+
+    Links decoded from QR codes in attachments are appended to `pm.text_urls`."""
     c = _Collector()
     _headers(pm, c)
     atts = _attachments(pm, c)  # first: links decoded from QR codes join the message's links
@@ -311,7 +312,3 @@ def _language(pm: ParsedMessage, c: _Collector) -> None:
     if bec and words < 150 and not message_urls(pm):
         for hit in bec[:5]:
             c.add("bec_pattern", f"{hit!r} in a {words}-word message without links")
-
-
-def codes(reasons: Iterable[Reason]) -> list[str]:
-    return [r.code for r in reasons]
