@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from phagocyte.email.parse import parse_message
-from phagocyte.email.provenance import KEPT_HEADERS, strip_provenance
+from phagocyte.email.provenance import KEPT_HEADERS, PLACEHOLDERS, strip_provenance
 from tests.email.messages import message
 
 FOOTER = ("\n_______________________________________________\nUSRP-users mailing list\n"
@@ -24,10 +24,11 @@ def test_only_sender_subject_and_mime_headers_remain() -> None:
                   subject="Re: [USRP-users] B210 clock drift", text="Hi all,\nthe fix is in 4.6.\n" + FOOTER,
                   headers=LIST_HEADERS)
     pm = parse_message(strip_provenance(raw))
-    assert {k.lower() for k, _ in pm.headers} <= KEPT_HEADERS
+    assert {k.lower() for k, _ in pm.headers} <= KEPT_HEADERS | {k.lower() for k, _ in PLACEHOLDERS}
     assert pm.subject == "Re: B210 clock drift"
     assert pm.address("from") == ("Ben Miller", "ben@example.org"), "the list's From rewriting is undone"
     assert pm.get("reply-to") == ""
+    assert [pm.get(k) for k, _ in PLACEHOLDERS] == [v for _, v in PLACEHOLDERS], "constant To, Date, Message-ID"
     assert "the fix is in 4.6" in pm.text
     assert "mailing list" not in pm.text and "listinfo" not in pm.text
 
@@ -59,3 +60,4 @@ def test_unparseable_message_falls_back_to_a_header_filter() -> None:
     raw = b"From: a@example.org\nReceived: from x\n\tby y\nX-Spam: yes\nSubject: hi\n\nbody\n"
     out = strip_provenance(raw)
     assert b"Received" not in out and b"X-Spam" not in out and b"Subject: hi" in out and b"body" in out
+    assert b"To: recipient@example.com" in out
