@@ -274,8 +274,10 @@ def main() -> None:
 
 # Sub-commands of other domains register themselves on `app` when imported.
 from phagocyte.cli import cases as _cases  # noqa: E402, F401
+from phagocyte.cli import scan as _scan  # noqa: E402,F401  (registers `phago scan`, `scan-train`, `scan-events`)
+from phagocyte.cli.email import email as _email  # noqa: E402
 from phagocyte.cli.triage import run_hook as _run_triage  # noqa: E402
 from phagocyte.cli.triage import triage as _triage  # noqa: E402
 
 app.command(name="triage")(_triage)
-from phagocyte.cli import scan as _scan  # noqa: E402,F401  (registers `phago scan`, `scan-train`, `scan-events`)
+app.command("email")(_email)

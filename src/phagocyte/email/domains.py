@@ -1,0 +1,243 @@
+"""Domains as a phishing analyst reads them: who owns it, whom it imitates, what it hides.
+
+The brand list and the two-level public suffixes are small, hand-written tables (no network, no
+downloaded list): enough for the brands phishing imitates most, extendable by a team. The
+registrable domain is approximated as the last two labels, or three under a known two-level
+suffix (`co.uk`, `com.br`, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+__all__ = [
+    "BRANDS",
+    "FREEMAIL",
+    "SHORTENERS",
+    "HostFacts",
+    "brand_domains",
+    "brand_in_text",
+    "host_facts",
+    "registrable",
+    "url_host",
+]
+
+# brand -> domains it legitimately sends from and links to (registrable domains).
+BRANDS: dict[str, tuple[str, ...]] = {
+    "paypal": ("paypal.com", "paypal.me", "paypal-communication.com", "paypalobjects.com"),
+    "microsoft": ("microsoft.com", "office.com", "office365.com", "outlook.com", "live.com", "hotmail.com",
+                  "microsoftonline.com", "sharepoint.com", "onedrive.com", "msn.com", "azure.com", "windows.net",
+                  "skype.com", "bing.com", "1drv.ms"),
+    "office365": ("office.com", "office365.com", "microsoft.com", "microsoftonline.com"),
+    "outlook": ("outlook.com", "live.com", "microsoft.com", "office.com"),
+    "onedrive": ("onedrive.com", "live.com", "microsoft.com", "1drv.ms", "sharepoint.com"),
+    "sharepoint": ("sharepoint.com", "microsoft.com"),
+    "apple": ("apple.com", "icloud.com", "me.com", "apple.news"),
+    "icloud": ("icloud.com", "apple.com"),
+    "amazon": ("amazon.com", "amazon.co.uk", "amazon.de", "amazon.com.br", "amazon.fr", "amazon.es", "amazon.it",
+               "amazon.ca", "amazon.co.jp", "amazon.in", "amazonaws.com", "amazonses.com", "a2z.com", "primevideo.com"),
+    "netflix": ("netflix.com", "netflix.net", "nflxext.com", "nflximg.net"),
+    "google": ("google.com", "gmail.com", "googlemail.com", "youtube.com", "googleusercontent.com", "gstatic.com",
+               "googleapis.com", "google.com.br", "goo.gl", "g.co", "withgoogle.com"),
+    "facebook": ("facebook.com", "facebookmail.com", "fb.com", "meta.com", "fbcdn.net"),
+    "instagram": ("instagram.com", "facebookmail.com", "meta.com"),
+    "whatsapp": ("whatsapp.com", "whatsapp.net", "meta.com"),
+    "linkedin": ("linkedin.com", "licdn.com"),
+    "dhl": ("dhl.com", "dhl.de", "dhl.co.uk", "dhl.com.br", "dhlparcel.nl"),
+    "fedex": ("fedex.com",),
+    "ups": ("ups.com",),
+    "usps": ("usps.com", "usps.gov"),
+    "docusign": ("docusign.com", "docusign.net"),
+    "dropbox": ("dropbox.com", "dropboxmail.com"),
+    "adobe": ("adobe.com", "adobesign.com", "acrobat.com"),
+    "wetransfer": ("wetransfer.com", "we.tl"),
+    "chase": ("chase.com", "jpmorgan.com"),
+    "wellsfargo": ("wellsfargo.com", "wf.com"),
+    "bankofamerica": ("bankofamerica.com", "bofa.com"),
+    "citibank": ("citi.com", "citibank.com"),
+    "hsbc": ("hsbc.com", "hsbc.co.uk"),
+    "barclays": ("barclays.co.uk", "barclays.com"),
+    "santander": ("santander.com", "santander.com.br", "santander.co.uk"),
+    "itau": ("itau.com.br",),
+    "bradesco": ("bradesco.com.br",),
+    "nubank": ("nubank.com.br", "nu.com.br"),
+    "caixa": ("caixa.gov.br",),
+    "correios": ("correios.com.br",),
+    "mercadolivre": ("mercadolivre.com.br", "mercadolibre.com", "mercadopago.com", "mercadopago.com.br"),
+    "binance": ("binance.com",),
+    "coinbase": ("coinbase.com",),
+    "metamask": ("metamask.io",),
+    "steam": ("steampowered.com", "steamcommunity.com"),
+    "spotify": ("spotify.com",),
+    "ebay": ("ebay.com", "ebay.co.uk", "ebay.de"),
+    "walmart": ("walmart.com",),
+    "costco": ("costco.com",),
+    "norton": ("norton.com", "nortonlifelock.com", "gen.digital"),
+    "mcafee": ("mcafee.com",),
+    "zoom": ("zoom.us", "zoom.com"),
+    "yahoo": ("yahoo.com", "yahoo.co.uk", "yahoo.com.br"),
+    "att": ("att.com", "att.net"),
+    "verizon": ("verizon.com", "verizonwireless.com"),
+    "irs": ("irs.gov",),
+    "hmrc": ("gov.uk",),
+    "booking": ("booking.com",),
+    "airbnb": ("airbnb.com",),
+    "stripe": ("stripe.com",),
+    "intuit": ("intuit.com", "quickbooks.com"),
+}
+
+SHORTENERS = frozenset({
+    "bit.ly", "bitly.com", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly",
+    "shorturl.at", "rb.gy", "t.ly", "tiny.cc", "bl.ink", "short.io", "s.id", "v.gd", "qrco.de", "lnkd.in",
+    "urlz.fr", "shorturl.com", "x.co", "trib.al", "soo.gd", "clck.ru", "u.to", "tny.im", "encurtador.com.br",
+    "bit.do", "l.ead.me", "linktr.ee",
+})
+
+FREEMAIL = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.com.br", "hotmail.com", "outlook.com", "live.com",
+    "aol.com", "icloud.com", "me.com", "mail.com", "gmx.com", "gmx.de", "gmx.net", "yandex.ru", "yandex.com",
+    "protonmail.com", "proton.me", "zoho.com", "mail.ru", "bol.com.br", "uol.com.br", "qq.com", "163.com",
+})
+
+_TWO_LEVEL = frozenset({
+    "co.uk", "org.uk", "ac.uk", "gov.uk", "com.br", "net.br", "org.br", "gov.br", "com.au", "net.au", "org.au",
+    "co.jp", "ne.jp", "or.jp", "co.in", "co.za", "com.mx", "com.ar", "com.co", "co.nz", "com.tr", "com.cn",
+    "com.hk", "com.sg", "co.kr", "com.tw", "com.pl", "co.il", "com.my", "com.ph", "com.vn", "com.ua", "com.pe",
+})
+
+# Characters that render like Latin letters (Cyrillic, Greek, digits): folded to build a skeleton.
+_CONFUSABLE = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s",
+    "ԁ": "d", "ɡ": "g", "һ": "h", "ӏ": "l", "ο": "o", "α": "a", "ν": "v", "ρ": "p", "τ": "t", "κ": "k",
+    "ι": "i", "ε": "e", "0": "o", "1": "l", "3": "e", "5": "s", "ı": "i", "ⅼ": "l",
+})
+_BRAND_WORD = re.compile(r"[a-z0-9]+")
+
+
+def registrable(host: str) -> str:
+    """`login.paypal.co.uk` -> `paypal.co.uk` (approximate; see module doc). IPs are returned as is."""
+    host = host.strip(".").lower()
+    labels = host.split(".")
+    if len(labels) <= 2 or _is_ip(host):
+        return host
+    n = 3 if ".".join(labels[-2:]) in _TWO_LEVEL else 2
+    return ".".join(labels[-n:])
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def url_host(url: str) -> str:
+    """Lower-cased host of a URL ('' when it has none); `www.x.com/...` without a scheme works too."""
+    u = url.strip()
+    if u.lower().startswith("www."):
+        u = "http://" + u
+    try:
+        host = urlsplit(u).hostname or ""
+    except ValueError:
+        return ""
+    return host.strip(".").lower()
+
+
+def _skeleton(label: str) -> str:
+    folded = unicodedata.normalize("NFKC", label.lower()).translate(_CONFUSABLE)
+    return folded.replace("rn", "m").replace("vv", "w")
+
+
+def _distance(a: str, b: str, cap: int = 3) -> int:
+    """Damerau-Levenshtein (optimal string alignment) distance, capped for speed."""
+    if abs(len(a) - len(b)) >= cap:
+        return cap
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return min(prev[-1], cap)
+
+
+_BRAND_DOMAINS = frozenset(d for ds in BRANDS.values() for d in ds)
+_BRAND_LABELS = {d.split(".")[0]: brand for brand, ds in BRANDS.items() for d in ds if len(d.split(".")[0]) >= 4}
+for _b in BRANDS:
+    _BRAND_LABELS.setdefault(_b, _b)
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    host: str
+    domain: str
+    ip_literal: bool
+    punycode: bool
+    unicode: str
+    """The host as shown to a reader (punycode decoded)."""
+    shortener: bool
+    lookalike: str | None
+    """The brand this host imitates without belonging to it (look-alike, homoglyph or embedded name)."""
+    how: str
+
+
+@lru_cache(maxsize=16_384)
+def host_facts(host: str) -> HostFacts:
+    host = host.lower().strip(".")
+    ip = _is_ip(host)
+    domain = registrable(host)
+    puny = any(label.startswith("xn--") for label in host.split("."))
+    shown = host
+    if puny:
+        try:
+            shown = host.encode("ascii").decode("idna")
+        except (UnicodeError, ValueError):
+            shown = host
+    lookalike, how = (None, "") if ip else _imitates(shown, registrable(shown) if shown != host else domain)
+    return HostFacts(host, domain, ip, puny, shown, domain in SHORTENERS, lookalike, how)
+
+
+def _imitates(host: str, domain: str) -> tuple[str | None, str]:
+    if domain in _BRAND_DOMAINS or host in _BRAND_DOMAINS:
+        return None, ""
+    label = domain.split(".")[0]
+    skel = _skeleton(label)
+    if skel != label and skel in _BRAND_LABELS:
+        return _BRAND_LABELS[skel], f"homoglyph of {skel}"
+    for brand_label, brand in _BRAND_LABELS.items():
+        if len(brand_label) >= 6 and label != brand_label:
+            d = _distance(skel, brand_label)
+            if d == 1 or (d == 2 and len(brand_label) >= 9):
+                return brand, f"look-alike of {brand_label} (edit distance {d})"
+    words = set(_BRAND_WORD.findall(host.replace(domain, " ") + " " + label.replace("-", " ")))
+    for w in words:
+        if w in _BRAND_LABELS and len(w) >= 4 and w != label:
+            return _BRAND_LABELS[w], f"brand name {w!r} inside a domain it does not own"
+    if "-" in label:
+        for w in label.split("-"):
+            if w in _BRAND_LABELS and len(w) >= 4:
+                return _BRAND_LABELS[w], f"brand name {w!r} inside a domain it does not own"
+    return None, ""
+
+
+_BRAND_TEXT = re.compile(r"\b(" + "|".join(sorted((b for b in BRANDS if len(b) >= 4), key=len, reverse=True))
+                         + r"|dhl|hmrc)\b", re.I)
+
+
+def brand_in_text(text: str) -> str | None:
+    """The first brand named in a short text (display name, subject), or None."""
+    m = _BRAND_TEXT.search(text)
+    return m.group(1).lower() if m else None
+
+
+def brand_domains(brand: str) -> tuple[str, ...]:
+    return BRANDS.get(brand, ())
