@@ -28,7 +28,7 @@ import numpy as np
 
 from phagocyte.triage.correlate import CORRELATION_GAP
 from phagocyte.triage.features import HOST_WINDOW, GroupFeatures, group_features
-from phagocyte.triage.score import DEFER, ESCALATE, RiskModel, disposition
+from phagocyte.triage.score import ESCALATE, RiskModel, disposition
 from phagocyte.triage.service import ABSORB_MARGIN, DEFER_GAP, Incident, build_incidents, incident_dict
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups, alert_keys
@@ -87,11 +87,10 @@ class Baseline:
         self._evict()
 
     def _evict(self) -> None:
-        for d, col in ((self.pair, 2), (self.rule, 1)):
-            if len(d) > self.cap:
-                keep = sorted(d.items(), key=lambda kv: kv[1][col])[len(d) - (3 * self.cap) // 4:]
-                d.clear()
-                d.update(keep)
+        if len(self.pair) > self.cap:
+            self.pair = dict(sorted(self.pair.items(), key=lambda kv: kv[1][2])[len(self.pair) - 3 * self.cap // 4:])
+        if len(self.rule) > self.cap:
+            self.rule = dict(sorted(self.rule.items(), key=lambda kv: kv[1][1])[len(self.rule) - 3 * self.cap // 4:])
 
     def __call__(self, rules: np.ndarray, hosts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(rules)
@@ -174,6 +173,7 @@ class StreamTriage:
         self.buf_seq = np.zeros(0, dtype=np.int64)
         self.seq = 0
         self.now = -np.inf
+        self.last_score = -np.inf
         self.t0: float | None = None
         self.baseline = Baseline(baseline_cap)
         self.pool = _Pool()
@@ -223,7 +223,7 @@ class StreamTriage:
         have = np.where(gid >= 0, np.arange(n), 0)
         gid = gid[np.maximum.accumulate(have)]
         last = np.r_[fpos[1:] - 1, n - 1]
-        for j, i in enumerate(last.tolist()):
+        for i in last.tolist():
             self.open[uniq[k[i]]] = [float(rs[i]), float(t[i]), float(piece[i]), float(gid[i])]
         out = np.empty(n, dtype=np.int64)
         out[order] = gid
@@ -284,7 +284,11 @@ class StreamTriage:
         return g, uniq[relabel]
 
     def _step(self, final: bool) -> list[dict[str, Any]]:
-        if self.buf is not None and len(self.buf):
+        # Score when a group may be ready (an open group ends after its first alert), at most once per
+        # `window` of stream time: during a burst, chunks come faster than groups can close.
+        if self.buf is not None and len(self.buf) and (final or (
+                self._frontier() + self.settle < self.now and self.now >= self.last_score + self.window)):
+            self.last_score = self.now
             self._score(final)
         return self._emit(final)
 
