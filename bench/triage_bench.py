@@ -21,18 +21,21 @@ import argparse
 import gc
 import json
 import os
+import pickle
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from phagocyte.triage.learn import learn
+from phagocyte.triage.score import RiskModel
 from phagocyte.triage.service import triage
 from phagocyte.triage.sources import AlertFrame, load_alerts
-from phagocyte.triage.stream import StreamTriage, chunks
+from phagocyte.triage.stream import StreamTriage, chunks, concat_frames
 
 DATA = Path(os.environ.get("PHAGO_EVALDATA", Path.home() / ".cache" / "phagocyte-evaldata")) / "ait_ads" / "alerts_csv"
 SCENARIOS = ("fox", "russellmitchell", "shaw", "wheeler")
@@ -57,21 +60,29 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
-def measure(data: Path, mode: str, copies: int, chunk: int) -> dict[str, object]:
-    """One measurement in this process: triage all four scenarios as one stream (batch or streaming)."""
-    frames = [load_alerts([data / f"{s}_alerts.txt"], "ait-ads")[0] for s in SCENARIOS]
-    frame = concat(frames)
-    model, _, _ = learn(list(zip(SCENARIOS, frames, strict=True)))
-    del frames
+def measure(prepared: Path, mode: str, copies: int, chunk: int) -> dict[str, object]:
+    """One measurement in this process, on the prepared frame (all four scenarios as one stream) and model."""
+    with open(prepared / "frame.pickle", "rb") as fh:  # written by this script just before, not foreign data
+        frame: AlertFrame = pickle.load(fh)
+    model = RiskModel.load(prepared)
+    span = float(frame.ts[-1] - frame.ts[0]) + 86400.0
+    if mode == "batch" and copies > 1:  # the batch needs the whole replay at once (part of its input here)
+        parts = []
+        for k in range(copies):
+            c = frame.take(np.arange(len(frame)))
+            c.ts = c.ts + k * span
+            parts.append(c)
+        frame = concat_frames(parts)
     gc.collect()
     base = _rss_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    span = float(frame.ts[-1] - frame.ts[0]) + 86400.0
-    row: dict[str, object] = {"mode": mode, "copies": copies, "alerts": len(frame) * copies}
+    row: dict[str, object] = {"mode": mode, "copies": copies,
+                              "alerts": len(frame) * (copies if mode == "stream" else 1)}
     t = time.perf_counter()
-    if mode == "batch":
+    if mode == "batch":  # triage and the incidents' JSON objects, as the stream makes them
         res = triage(frame, model)
-        row["incidents"] = len(res.incidents)
+        incs = list(res.incident_dicts())
+        row["incidents"] = len(incs)
         row["analyst_items"] = res.analyst_items
     else:
         st = StreamTriage(model)
@@ -94,13 +105,21 @@ def measure(data: Path, mode: str, copies: int, chunk: int) -> dict[str, object]
 
 
 def stream_main(args: argparse.Namespace) -> None:
-    rows = []
-    for mode, copies in (("batch", 1), ("stream", 1), ("stream", args.replay)):
-        cmd = [sys.executable, __file__, "--data", str(args.data), "--measure", mode, "--copies", str(copies),
-               "--chunk", str(args.chunk)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
+        prepared = Path(tmp)
+        frames = [load_alerts([args.data / f"{s}_alerts.txt"], "ait-ads")[0] for s in SCENARIOS]
+        model, _, _ = learn(list(zip(SCENARIOS, frames, strict=True)))
+        model.save(prepared)
+        with open(prepared / "frame.pickle", "wb") as fh:
+            pickle.dump(concat(frames), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        del frames
+        rows = []
+        for mode, copies in (("batch", 1), ("stream", 1), ("batch", args.replay), ("stream", args.replay)):
+            cmd = [sys.executable, __file__, "--measure", mode, "--prepared", str(prepared), "--copies", str(copies),
+                   "--chunk", str(args.chunk)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
     if args.deepcase_summary and args.deepcase_summary.exists():
         dc = json.loads(args.deepcase_summary.read_text())
         print(json.dumps({"deepcase_predict_rate": {k: round(v["predict_rate"]) for k, v in dc["folds"].items()}}))
@@ -116,9 +135,10 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=50_000, help="alerts per chunk (with --stream)")
     ap.add_argument("--measure", choices=("batch", "stream"), help=argparse.SUPPRESS)
     ap.add_argument("--copies", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--prepared", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.data, args.measure, args.copies, args.chunk)))
+        print(json.dumps(measure(args.prepared, args.measure, args.copies, args.chunk)))
         return
     if args.stream:
         stream_main(args)
