@@ -79,6 +79,10 @@ def measure(prepared: Path, mode: str, copies: int, chunk: int) -> dict[str, obj
     row: dict[str, object] = {"mode": mode, "copies": copies,
                               "alerts": len(frame) * (copies if mode == "stream" else 1)}
     t = time.perf_counter()
+    if mode == "compare":  # the stream against the batch, alert by alert and analyst item by analyst item
+        st = StreamTriage(model)
+        stream = [d for c in chunks(frame, chunk) for d in st.push(c)] + st.close()
+        return compare(list(triage(frame, model).incident_dicts()), stream)
     if mode == "batch":  # triage and the incidents' JSON objects, as the stream makes them
         res = triage(frame, model)
         incs = list(res.incident_dicts())
@@ -104,6 +108,23 @@ def measure(prepared: Path, mode: str, copies: int, chunk: int) -> dict[str, obj
     return row
 
 
+def compare(batch: list[dict[str, object]], stream: list[dict[str, object]]) -> dict[str, object]:
+    def per_alert(incs: list[dict[str, object]]) -> dict[str, str]:
+        return {r: f"{i['disposition']}{'/deferred' if i['deferred'] else ''}"
+                for i in incs for r in i["alert_refs"]}  # type: ignore[attr-defined]
+
+    def items(incs: list[dict[str, object]]) -> set[tuple[object, ...]]:
+        return {(i["deferred"], *sorted(i["alert_refs"])) for i in incs  # type: ignore[call-overload]
+                if i["disposition"] == "escalate"}
+
+    a, b = per_alert(batch), per_alert(stream)
+    ia, ib = items(batch), items(stream)
+    return {"mode": "compare", "alerts": len(a), "alerts_in_stream_output": len(b),
+            "different_disposition": sum(a[r] != b.get(r) for r in a),
+            "analyst_items_batch": len(ia), "analyst_items_stream": len(ib), "identical_analyst_items": len(ia & ib),
+            "incidents_batch": len(batch), "incidents_stream": len(stream)}
+
+
 def stream_main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
         prepared = Path(tmp)
@@ -114,7 +135,8 @@ def stream_main(args: argparse.Namespace) -> None:
             pickle.dump(concat(frames), fh, protocol=pickle.HIGHEST_PROTOCOL)
         del frames
         rows = []
-        for mode, copies in (("batch", 1), ("stream", 1), ("batch", args.replay), ("stream", args.replay)):
+        for mode, copies in (("compare", 1), ("batch", 1), ("stream", 1), ("batch", args.replay),
+                             ("stream", args.replay)):
             cmd = [sys.executable, __file__, "--measure", mode, "--prepared", str(prepared), "--copies", str(copies),
                    "--chunk", str(args.chunk)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -133,7 +155,7 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="batch vs streaming: throughput and peak RSS")
     ap.add_argument("--replay", type=int, default=4, help="time-shifted copies of the stream (with --stream)")
     ap.add_argument("--chunk", type=int, default=50_000, help="alerts per chunk (with --stream)")
-    ap.add_argument("--measure", choices=("batch", "stream"), help=argparse.SUPPRESS)
+    ap.add_argument("--measure", choices=("batch", "stream", "compare"), help=argparse.SUPPRESS)
     ap.add_argument("--copies", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--prepared", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
