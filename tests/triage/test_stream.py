@@ -151,3 +151,16 @@ def test_stream_matches_batch_on_ait_ads() -> None:
     stream, st = _stream(test, model, 5_000)
     _assert_same_as_batch(batch, stream)
     assert st.stats.max_buffered_alerts < len(test) / 2
+
+
+def test_cli_stream_on_garbage(setup: tuple[RiskModel, AlertFrame, Path], tmp_path: Path) -> None:
+    model, _, _ = setup
+    md = tmp_path / "model"
+    model.save(md)
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"timestamp": "x", "alert": \xff\xfe' + b"\x00" * 100 + b"\n{]\n")
+    outp = tmp_path / "incidents.jsonl"
+    r = CliRunner().invoke(app, ["triage", "--model", str(md), "--stream", str(bad), "--out", str(outp)])
+    assert r.exit_code == 0, r.output
+    assert outp.read_text() == ""
+    assert StreamTriage(model).close() == []
