@@ -26,11 +26,15 @@ def triage(
     verdict: Annotated[list[str] | None, typer.Option(
         "--verdict", help="INC-00001=true_positive|false_positive|benign_true_positive (with `verdict`).")] = None,
     show: Annotated[int, typer.Option(help="Incidents listed on screen.")] = 15,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Streaming triage: chunks in time order, state evicted by time (bounded memory); "
+        "incidents are written as they close.")] = False,
+    chunk: Annotated[int, typer.Option(help="Alerts per chunk (with --stream).", min=1)] = 50_000,
 ) -> None:
     """Turn alerts into a short ranked list of explained incidents (escalate / monitor / auto_close).
 
     `phago triage learn --model DIR LABELLED...` trains from labelled history (AIT-ADS labels);
-    `phago triage --model DIR ALERTS... --out incidents.jsonl` triages;
+    `phago triage --model DIR ALERTS... --out incidents.jsonl` triages (`--stream`: with bounded memory);
     `phago triage verdict --model DIR ALERTS... --verdict INC-00002=false_positive` learns from an analyst."""
     from phagocyte.triage.learn import apply_verdicts, learn
     from phagocyte.triage.score import RiskModel
@@ -74,6 +78,9 @@ def triage(
         raise typer.Exit(1) from exc
     frame, _ = load_alerts(paths, format)
     _skipped(frame.skipped)
+    if stream and action == "triage":
+        _stream(frame, rm, out_path, chunk, show)
+        return
     result = run_triage(frame, rm)
     if action == "verdict":
         by_id = {i.id: i for i in result.incidents}
@@ -104,6 +111,35 @@ def _skipped(skipped: list[dict[str, object]]) -> None:
     for s in skipped[:10]:
         console.print(f"[yellow]skipped:[/yellow] {s['path']}: {s['status']} {s.get('reason') or ''} "
                       f"({s['quarantined']} records quarantined)")
+
+
+def _stream(frame: object, model: object, out_path: Path | None, chunk: int, show: int) -> None:
+    """`--stream`: incidents written as they close, numbered in that order (not ranked over the whole input)."""
+    from phagocyte.triage.score import RiskModel
+    from phagocyte.triage.sources import AlertFrame
+    from phagocyte.triage.stream import chunks, stream_triage
+
+    assert isinstance(frame, AlertFrame) and isinstance(model, RiskModel)
+    counts: Counter[tuple[str, bool]] = Counter()
+    queue = Table("id", "score", "disposition", "alerts", "summary", title="Escalated (as they closed)")
+    fh = open(out_path, "w", encoding="utf-8") if out_path else None
+    try:
+        for d in stream_triage(chunks(frame, chunk), model):
+            counts[(d["disposition"], d["deferred"])] += 1
+            if fh:
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+            if d["disposition"] == "escalate" and not d["deferred"] and show > 0:
+                show -= 1
+                queue.add_row(d["id"], f"{d['score']:.2f}", "escalate", f"{d['alert_count']:,}", d["summary"][:300])
+    finally:
+        if fh:
+            fh.close()
+    console.print(f"{len(frame):,} alerts (streamed in chunks of {chunk:,}) → {counts[('escalate', False)]} escalated "
+                  f"+ {counts[('escalate', True)]} deferred incidents; {counts[('monitor', False)]} monitor, "
+                  f"{counts[('auto_close', False)]} auto_close; model verdicts: {model.verdicts:,}")
+    out.print(queue)
+    if out_path:
+        console.print(f"{sum(counts.values()):,} incidents → {out_path}")
 
 
 def _print(result: object, show: int) -> None:

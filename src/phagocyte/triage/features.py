@@ -11,7 +11,7 @@ Every feature is computed vectorised over the groups.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -19,8 +19,11 @@ from phagocyte.attack import TACTICS, tactic
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups
 
-__all__ = ["BASE_FEATURES", "FEATURES", "HOST_WINDOW", "GroupFeatures", "group_features", "host_context",
+__all__ = ["BASE_FEATURES", "FEATURES", "HOST_WINDOW", "GroupFeatures", "PriorCounts", "group_features", "host_context",
            "rule_tactics"]
+
+PriorCounts = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""(rules, hosts) → earlier groups of each (rule, host), their summed log counts, earlier groups of each rule."""
 
 HOST_WINDOW = 3600.0
 """Seconds around a group in which other groups of the same host count as its context."""
@@ -139,9 +142,12 @@ def _window_sum(host: np.ndarray, start: np.ndarray, end: np.ndarray, values: np
     return csum[hi] - csum[lo]
 
 
-def group_features(frame: AlertFrame, groups: Groups,
-                   rule_stats: Mapping[str, tuple[float, float]]) -> GroupFeatures:
-    """Features of every group of a frame, given the rule verdict counts (attack, noise)."""
+def group_features(frame: AlertFrame, groups: Groups, rule_stats: Mapping[str, tuple[float, float]],
+                   history: PriorCounts | None = None, t0: float | None = None) -> GroupFeatures:
+    """Features of every group of a frame, given the rule verdict counts (attack, noise).
+
+    A stream (`stream.py`) passes `history`, the baseline of the groups it no longer holds (they all
+    started before this frame's groups), and `t0`, when its baseline began."""
     fa = groups.first_alert
     ng = len(groups)
     rule = frame.rule[fa]
@@ -155,6 +161,9 @@ def group_features(frame: AlertFrame, groups: Groups,
     rh = rule_code.astype(np.int64) * (host_code.max(initial=0) + 1) + host_code
     n_rh, s_rh = _cum_in_key(rh, start, logc)
     n_r, _ = _cum_in_key(rule_code, start, logc)
+    if history is not None and ng:
+        h_rh, h_srh, h_r = history(rule, hosts)
+        n_rh, s_rh, n_r = n_rh + h_rh, s_rh + h_srh, n_r + h_r
     first = (n_rh == 0).astype(np.float64)
     burst = np.where(n_rh > 0, logc - s_rh / np.maximum(n_rh, 1), 0.0)
     variety = _window_sum(host_code, start, end, np.ones(ng), HOST_WINDOW)
@@ -173,7 +182,8 @@ def group_features(frame: AlertFrame, groups: Groups,
         has = np.fromiter((t.id in tt for tt in tactics), dtype=np.float64, count=ng)
         if has.any():
             breadth += _window_sum(host_code, start, end, has, HOST_WINDOW) > 0
-    age = np.log1p(np.maximum(start - (start.min() if ng else 0.0), 0.0) / 3600.0)
+    origin = t0 if t0 is not None else (start.min() if ng else 0.0)
+    age = np.log1p(np.maximum(start - origin, 0.0) / 3600.0)
     level = np.maximum.reduceat(frame.level[np.argsort(groups.of_alert, kind="stable")].astype(np.float64),
                                 np.r_[0, np.cumsum(groups.count)[:-1]]) if ng else np.zeros(0)
     X = np.column_stack([

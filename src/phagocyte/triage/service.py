@@ -19,7 +19,7 @@ from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskMod
 from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
 from phagocyte.triage.suppress import Groups, suppress
 
-__all__ = ["Incident", "TriageResult", "triage", "write_incidents"]
+__all__ = ["Incident", "TriageResult", "build_incidents", "incident_dict", "triage", "write_incidents"]
 
 
 @dataclass
@@ -57,36 +57,42 @@ class TriageResult:
             yield self._dict(inc, order, bounds, with_refs)
 
     def _dict(self, inc: Incident, order: np.ndarray, bounds: np.ndarray, with_refs: bool) -> dict[str, Any]:
-        f, g = self.frame, self.groups
         idx = np.concatenate([order[bounds[i]:bounds[i + 1]] for i in inc.groups])
         idx.sort()
-        entities: dict[str, list[str]] = {}
-        for name in ENTITY_FIELDS:
-            vals = sorted({str(v) for v in f.entities[name][g.first_alert[inc.groups]] if v is not None})
-            if vals:
-                entities[name] = vals
-        rules = Counter({str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]]): 0 for i in inc.groups})
-        for i in inc.groups:
-            rules[str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]])] += int(g.count[i])
-        first, last = float(g.first_seen[inc.groups].min()), float(g.last_seen[inc.groups].max())
-        timeline = [{"group": int(i), "rule": str(f.rule[g.first_alert[i]]), "count": int(g.count[i]),
-                     "first_seen": iso(g.first_seen[i]), "last_seen": iso(g.last_seen[i]),
-                     "probability": round(float(self.prob[i]), 4), "disposition": str(self.group_disposition[i])}
-                    for i in inc.groups[:200]]
-        return {
-            "id": inc.id, "score": round(inc.score, 4), "disposition": inc.disposition, "deferred": inc.deferred,
-            "alert_count": len(idx), "group_count": len(inc.groups),
-            "alert_refs": f.ref[idx].tolist() if with_refs else [],
-            "entities": entities, "tactics": inc.tactics, "first_seen": iso(first), "last_seen": iso(last),
-            "rules": dict(rules.most_common()), "timeline": timeline,
-            "summary": summary(disposition=inc.disposition, deferred=inc.deferred, n_alerts=len(idx),
-                               n_groups=len(inc.groups), rules=rules.most_common(),
-                               hosts=entities.get("host.name") or entities.get("host.ip")
-                               or entities.get("source.ip", []) + entities.get("destination.ip", []),
-                               tactics=inc.tactics,
-                               first=first, last=last, score=inc.score, reasons=inc.reasons),
-            "reasons": inc.reasons,
-        }
+        refs = self.frame.ref[idx].tolist() if with_refs else []
+        return incident_dict(inc, self.frame, self.groups, self.prob, self.group_disposition, len(idx), refs)
+
+
+def incident_dict(inc: Incident, f: AlertFrame, g: Groups, prob: np.ndarray, group_disposition: np.ndarray,
+                  n_alerts: int, refs: list[str]) -> dict[str, Any]:
+    """The JSON object of one incident (`g.first_alert` indexes `f`; `refs` are its alerts in time order)."""
+    entities: dict[str, list[str]] = {}
+    for name in ENTITY_FIELDS:
+        vals = sorted({str(v) for v in f.entities[name][g.first_alert[inc.groups]] if v is not None})
+        if vals:
+            entities[name] = vals
+    rules = Counter({str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]]): 0 for i in inc.groups})
+    for i in inc.groups:
+        rules[str(f.rule_name[g.first_alert[i]] or f.rule[g.first_alert[i]])] += int(g.count[i])
+    first, last = float(g.first_seen[inc.groups].min()), float(g.last_seen[inc.groups].max())
+    timeline = [{"group": int(i), "rule": str(f.rule[g.first_alert[i]]), "count": int(g.count[i]),
+                 "first_seen": iso(g.first_seen[i]), "last_seen": iso(g.last_seen[i]),
+                 "probability": round(float(prob[i]), 4), "disposition": str(group_disposition[i])}
+                for i in inc.groups[:200]]
+    return {
+        "id": inc.id, "score": round(inc.score, 4), "disposition": inc.disposition, "deferred": inc.deferred,
+        "alert_count": n_alerts, "group_count": len(inc.groups),
+        "alert_refs": refs,
+        "entities": entities, "tactics": inc.tactics, "first_seen": iso(first), "last_seen": iso(last),
+        "rules": dict(rules.most_common()), "timeline": timeline,
+        "summary": summary(disposition=inc.disposition, deferred=inc.deferred, n_alerts=n_alerts,
+                           n_groups=len(inc.groups), rules=rules.most_common(),
+                           hosts=entities.get("host.name") or entities.get("host.ip")
+                           or entities.get("source.ip", []) + entities.get("destination.ip", []),
+                           tactics=inc.tactics,
+                           first=first, last=last, score=inc.score, reasons=inc.reasons),
+        "reasons": inc.reasons,
+    }
 
 
 def _incident_score(prob: np.ndarray, tactics: list[str]) -> float:
@@ -128,6 +134,19 @@ def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
     X = model.full_features(feats)
     prob = model.predict(X) if len(groups) else np.zeros(0)
     disp = disposition(prob, feats.support, model.thresholds)
+    incidents = build_incidents(frame, groups, feats, X, prob, disp, model)
+    rank = {ESCALATE: 0, MONITOR: 2, AUTO_CLOSE: 3}
+    incidents.sort(key=lambda x: (rank[x.disposition] + (1 if x.deferred else 0) * 0.5, -x.score,
+                                  groups.first_seen[x.groups[0]]))
+    for n, inc in enumerate(incidents, 1):
+        inc.id = f"INC-{n:05d}"
+    return TriageResult(frame, groups, feats, prob, disp, incidents, model)
+
+
+def build_incidents(frame: AlertFrame, groups: Groups, feats: GroupFeatures, X: np.ndarray, prob: np.ndarray,
+                    disp: np.ndarray, model: RiskModel) -> list[Incident]:
+    """Scored groups → incidents (unnumbered): escalated ones correlated and absorbing their hosts' other
+    groups (`disp` is updated for those), deferred ones batched, routine ones per (disposition, rule, host)."""
     incidents: list[Incident] = []
     for kind in (ESCALATE, DEFER):
         members = np.nonzero(disp == kind)[0]
@@ -153,12 +172,7 @@ def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
         why = ["many past verdicts call this rule noise", "routine on this host"] if kind == AUTO_CLOSE else \
             ["low probability of attack"]
         incidents.append(Incident("", gids, float(prob[gids].max()), kind, False, tac, why))
-    rank = {ESCALATE: 0, MONITOR: 2, AUTO_CLOSE: 3}
-    incidents.sort(key=lambda x: (rank[x.disposition] + (1 if x.deferred else 0) * 0.5, -x.score,
-                                  groups.first_seen[x.groups[0]]))
-    for n, inc in enumerate(incidents, 1):
-        inc.id = f"INC-{n:05d}"
-    return TriageResult(frame, groups, feats, prob, disp, incidents, model)
+    return incidents
 
 
 def write_incidents(result: TriageResult, out: str | Path | IO[str]) -> int:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
 
-__all__ = ["Groups", "SuppressionConfig", "suppress"]
+__all__ = ["Groups", "SuppressionConfig", "alert_keys", "suppress"]
 
 DEFAULT_KEYS: tuple[str, ...] = ("host.name", "host.ip", "source.ip", "destination.ip", "user.name",
                                  "file.hash.sha256", "destination.domain")
@@ -128,3 +128,38 @@ def suppress(frame: AlertFrame, config: SuppressionConfig | None = None) -> Grou
     key = np.asarray([frame.rule[i] + "|" + "|".join(str(frame.entities[k][i] or "") for k in rule_keys[rule_inv[i]])
                       for i in first_alert], dtype=object)
     return Groups(of_alert, first_alert, count, first_seen, last_seen, key)
+
+
+def alert_keys(frame: AlertFrame, config: SuppressionConfig) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The group key of every alert as (distinct keys, code of each alert), with its window and max span.
+
+    Same keys as `suppress` (rule + the rule's key entities), as strings, so that a stream can match
+    them against the groups it holds open from earlier chunks."""
+    n = len(frame)
+    enc = pc.dictionary_encode(pa.array(frame.rule, pa.string()))
+    rule_codes = enc.dictionary.to_pylist()
+    rule_inv = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    window = np.full(n, config.window)
+    max_span = np.full(n, config.max_span)
+    default = tuple(k for k in config.keys if k in ENTITY_FIELDS)
+    by_keys: dict[tuple[str, ...], list[int]] = {}
+    for ci, name in enumerate(rule_codes):
+        over = config.per_rule.get(name) or config.per_rule.get(name.split(":", 1)[0]) or {}
+        mask = rule_inv == ci
+        if "window" in over:
+            window[mask] = float(over["window"])  # type: ignore[arg-type]
+        if "max_span" in over:
+            max_span[mask] = float(over["max_span"])  # type: ignore[arg-type]
+        keys = over.get("keys")
+        ks = tuple(k for k in keys if k in ENTITY_FIELDS) if isinstance(keys, list | tuple) else default
+        by_keys.setdefault(ks, []).append(ci)
+    joined = np.empty(n, dtype=object)
+    rule_arr = pa.array(frame.rule, pa.string())
+    for ks, codes in by_keys.items():
+        cols = [rule_arr, *(pa.array(frame.entities[k], pa.string(), from_pandas=True) for k in ks)]
+        j = pc.binary_join_element_wise(*cols, "\x1f", null_handling="replace", null_replacement="")
+        mask = np.isin(rule_inv, codes)
+        joined[mask] = np.asarray(j.to_numpy(zero_copy_only=False), dtype=object)[mask]
+    enc2 = pc.dictionary_encode(pa.array(joined, pa.string()))
+    return (enc2.dictionary.to_pylist(), np.asarray(enc2.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
+            window, max_span)
