@@ -23,12 +23,13 @@ from phagocyte.api.routers.events import ALL_ALERTS
 from phagocyte.attack import tactic_rank
 from phagocyte.cases.service import CaseError, Principal
 from phagocyte.web.graph import bars, entity_graph
-from phagocyte.web.report import TIME_KEYS
+from phagocyte.web.report import TIME_KEYS, tactic_name
 
 __all__ = ["router"]
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
+templates.env.filters["tactic"] = tactic_name
 router = APIRouter(include_in_schema=False)
 PAGE = 50
 

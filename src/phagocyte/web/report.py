@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from phagocyte.attack import tactic_rank
+from phagocyte.attack import tactic, tactic_rank
 from phagocyte.web.graph import entity_graph
 
 __all__ = ["write_html_report"]
@@ -21,6 +21,15 @@ __all__ = ["write_html_report"]
 _HERE = Path(__file__).parent
 TIME_KEYS = ("@timestamp", "timestamp", "time", "first_seen")
 _env = Environment(loader=FileSystemLoader(str(_HERE / "templates")), autoescape=select_autoescape(["html"]))
+
+
+def tactic_name(key: str) -> str:
+    """`TA0006` or `credential-access` → `Credential Access` (the key itself when it names no tactic)."""
+    t = tactic(str(key))
+    return t.name if t else str(key)
+
+
+_env.filters["tactic"] = tactic_name
 
 
 def _first(d: dict[str, Any], *keys: str) -> Any:
@@ -37,7 +46,7 @@ def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str
     ranked = sorted(incidents, key=lambda i: (order.get(str(i.get("disposition")), 3), -float(i.get("score") or 0)))
     shown = []
     for inc in ranked[:max_incidents]:
-        evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
+        evidence = sorted(inc.get("evidence") or inc.get("timeline") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
         shown.append({"inc": inc, "evidence": evidence[:200],
                       "tactics": sorted(inc.get("tactics") or [], key=tactic_rank),
                       "graph": entity_graph(inc.get("entities") or {})})
