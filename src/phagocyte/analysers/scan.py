@@ -134,9 +134,9 @@ class Scanner:
         v.rescore()
 
     def _model(self, v: Verdict, text: str) -> None:
-        predict = getattr(self.model, "predict_proba_text", None)
+        predict = getattr(self.model, "score_text", None) or getattr(self.model, "predict_proba_text", None)
         if predict is None or v.kind not in getattr(self.model, "languages", ()):
             return
         p = float(predict(v.kind, text))
-        v.add(Reason("model", f"{v.kind}-classifier", round(p, 4), f"p(malicious)={p:.2f}", ()))
+        v.add(Reason("model", f"{v.kind}-classifier", round(p, 4), f"score={p:.2f} (0.7 = fitted threshold)", ()))
         v.rescore()
