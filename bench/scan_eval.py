@@ -193,8 +193,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--languages", default="powershell,javascript")
     ap.add_argument("--out", default="")
-    ap.add_argument("--no-chars", dest="chars", action="store_false",
-                    help="words only (the classifier before the character n-grams)")
+    ap.add_argument("--chars", action="store_true",
+                    help="character 2-5-grams beside the words (slow: not the evaluated default)")
     args = ap.parse_args()
     _init_yara()  # compile (or load) once in the parent so workers load the cached build
     ctx = mp.get_context("fork")

@@ -137,7 +137,7 @@ class ScriptClassifier:
     def languages(self) -> tuple[str, ...]:
         return tuple(self.models)
 
-    def fit(self, language: str, texts: Sequence[str], labels: Sequence[int], *, chars: bool = True,
+    def fit(self, language: str, texts: Sequence[str], labels: Sequence[int], *, chars: bool = False,
             target_fpr: float = _TARGET_FPR) -> dict[str, Any]:
         """Fit on distinct contents; the threshold comes from an inner split of these same training data."""
         texts, labels, stats = dedupe(texts, labels)

@@ -94,8 +94,8 @@ def scan_train(
     model: Annotated[Path, typer.Option("--model", help="Output folder (model.joblib + MODEL_CARD.md).")],
     licences: Annotated[str, typer.Option("--licences", help="Licences of the training data, for the card.")] =
         "not stated",
-    chars: Annotated[bool, typer.Option("--chars/--words-only",
-                                        help="Character 2-5-grams beside the words (slower to train).")] = True,
+    chars: Annotated[bool, typer.Option(
+        "--chars/--words-only", help="Character 2-5-grams beside the words (slower; not evaluated).")] = False,
 ) -> None:
     """Train the script classifier for one language on deobfuscated text; other languages already in the
     model folder are kept. Duplicate contents are dropped, and contents under both labels too. The decision
