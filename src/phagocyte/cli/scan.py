@@ -96,6 +96,9 @@ def scan_train(
         "not stated",
     chars: Annotated[bool, typer.Option(
         "--chars/--words-only", help="Character 2-5-grams beside the words (slower; not evaluated).")] = False,
+    target_fpr: Annotated[float, typer.Option(
+        "--target-fpr", min=0.0, max=0.5, help="False-positive share allowed on the inner split that sets the "
+        "threshold.")] = 0.005,
 ) -> None:
     """Train the script classifier for one language on deobfuscated text; other languages already in the
     model folder are kept. Duplicate contents are dropped, and contents under both labels too. The decision
@@ -114,7 +117,7 @@ def scan_train(
             texts.append(v.deobfuscated if v.deobfuscated is not None else f.read_text("utf-8", errors="replace"))
             labels.append(label)
     try:
-        stats = clf.fit(language, texts, labels, chars=chars)
+        stats = clf.fit(language, texts, labels, chars=chars, target_fpr=target_fpr)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     sources = [TrainingSet(language, [str(p) for p in malicious], [str(p) for p in benign], licences)]
