@@ -9,9 +9,10 @@ in the shapes of characters. The decision threshold is chosen at training time o
 split of the training data (the one giving at most `target_fpr` false positives there), never on
 data the model is judged on, and kept in the model's metadata; `score()` maps it onto the verdict's
 `malicious` cut (0.7). The scanner still weighs the plain probability: with the shift, the noisy-OR
-with the heuristics raised false positives on both evaluated languages (docs/scan.md). Models are trained by command (`phago scan train`) on
-data the user may use; none trained on unlicensed data ships with Phagocyte. A model folder holds
-`model.joblib` (a pickle: load only models you trained) and `MODEL_CARD.md`.
+with the heuristics raised false positives on both evaluated languages (docs/scan.md).
+Models are trained by command (`phago scan-train`) on data the user may use; none trained on
+unlicensed data ships with Phagocyte. A model folder holds `model.joblib` (a pickle: load only
+models you trained) and `MODEL_CARD.md`.
 """
 
 from __future__ import annotations
