@@ -205,7 +205,7 @@ def _card(meta: dict[str, Any]) -> str:
              "beside them when `chars` is true, + logistic regression (class-balanced), one model per language,",
              "trained on the **deobfuscated** text of each script. The decision threshold (`threshold` below) was",
              "chosen on an inner 25 % grouped split of the training data as the lowest probability keeping false",
-             "positives there at or under `target_fpr`; the verdict maps it to a score of 0.7 (malicious).", "",
+             "positives there at or under `target_fpr`; `phago scan` weighs the probability itself and names it.", "",
              f"- created: {meta.get('created')}", f"- scikit-learn: {meta.get('sklearn')}", "",
              "## Training data", ""]
     for s in meta.get("sources", []):
