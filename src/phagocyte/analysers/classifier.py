@@ -3,10 +3,16 @@
 Why on deobfuscated text and why this model: obfuscation makes raw malicious text look like
 noise that shares nothing with the next sample, while the peeled text names the same cmdlets,
 COM objects and APIs; word and word-pair TF-IDF (hashed, so no vocabulary to store) with logistic
-regression is fast (thousands of files per second), calibrated enough to combine with the
-heuristics, and its weights can be read. Models are trained by command (`phago scan train`) on
-data the user may use; none trained on unlicensed data ships with Phagocyte. A model folder holds
-`model.joblib` (a pickle: load only models you trained) and `MODEL_CARD.md`.
+regression is fast (thousands of files per second) and its weights can be read. Character
+n-grams (`char_wb`, 2-5) sit beside the words when `chars=True`: obfuscation and API names show
+in the shapes of characters. The decision threshold is chosen at training time on an inner
+split of the training data (the one giving at most `target_fpr` false positives there), never on
+data the model is judged on, and kept in the model's metadata; `score()` maps it onto the verdict's
+`malicious` cut (0.7). The scanner still weighs the plain probability: with the shift, the noisy-OR
+with the heuristics raised false positives on both evaluated languages (docs/scan.md).
+Models are trained by command (`phago scan-train`) on data the user may use; none trained on
+unlicensed data ships with Phagocyte. A model folder holds `model.joblib` (a pickle: load only
+models you trained) and `MODEL_CARD.md`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,23 +31,74 @@ import numpy as np
 
 from phagocyte.errors import InputError
 
-__all__ = ["ScriptClassifier", "TrainingSet", "dedupe"]
+__all__ = ["ScriptClassifier", "TrainingSet", "dedupe", "group_key", "to_score"]
 
 _TOKEN = r"(?u)[A-Za-z_$][\w$.\-]{1,48}|\d{1,6}|[^\w\s]{1,2}"
 _MAX_CHARS = 200_000
 
 
-def _pipeline() -> Any:
+_MALICIOUS_CUT = 0.7  # verdict.MALICIOUS; a model score at the fitted threshold lands here
+_TARGET_FPR = 0.005
+_INNER_SHARE = 0.25
+
+
+def _pipeline(chars: bool = False) -> Any:
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
+    from sklearn.pipeline import make_pipeline, make_union
 
-    return make_pipeline(
+    words = make_pipeline(
         HashingVectorizer(token_pattern=_TOKEN, ngram_range=(1, 2), n_features=2**20, lowercase=True,
                           alternate_sign=False, norm=None, dtype=np.float32),
-        TfidfTransformer(sublinear_tf=True),
-        LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced"),
-    )
+        TfidfTransformer(sublinear_tf=True))
+    features = words
+    if chars:
+        features = make_union(words, make_pipeline(
+            HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), n_features=2**20, lowercase=True,
+                              alternate_sign=False, norm=None, dtype=np.float32),
+            TfidfTransformer(sublinear_tf=True)))
+    return make_pipeline(features, LogisticRegression(C=4.0, max_iter=3000, class_weight="balanced"))
+
+
+def group_key(text: str) -> str:
+    """Near-copies (same text up to case and whitespace) share a key, so no split separates them."""
+    norm = re.sub(r"\s+", " ", text.lower())[:100_000]
+    return hashlib.sha1(norm.encode("utf-8", "replace")).hexdigest()
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.asarray(np.log(q / (1 - q)))
+
+
+def to_score(p: np.ndarray, threshold: float) -> np.ndarray:
+    """Shift the model's log-odds so that `threshold` becomes the verdict's malicious cut (monotone)."""
+    shifted = _logit(p) - _logit(np.asarray(threshold)) + _logit(np.asarray(_MALICIOUS_CUT))
+    return np.asarray(1.0 / (1.0 + np.exp(-shifted)))
+
+
+def choose_threshold(texts: Sequence[str], labels: np.ndarray, *, chars: bool, target_fpr: float = _TARGET_FPR,
+                     seed: int = 0) -> float:
+    """The lowest probability keeping inner-split false positives at or under `target_fpr`.
+
+    Why nested: a threshold picked where the model is judged flatters it; an inner, grouped split of
+    the training data only gives an honest one. 0.5 when the data is too small to split.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = [group_key(t) for t in texts]
+    if len(set(groups)) < 8:
+        return 0.5
+    inner, held = next(GroupShuffleSplit(n_splits=1, test_size=_INNER_SHARE, random_state=seed)
+                       .split(np.zeros(len(texts)), labels, groups))
+    if len(set(labels[inner].tolist())) < 2 or not (labels[held] == 0).any():
+        return 0.5
+    model = _pipeline(chars).fit([texts[i] for i in inner], labels[inner])
+    p = model.predict_proba([texts[i] for i in held])[:, 1]
+    neg = np.sort(p[labels[held] == 0])
+    allowed = int(np.floor(target_fpr * len(neg)))
+    t = float(neg[-(allowed + 1)]) + 1e-6
+    return min(max(t, 0.05), 0.95)
 
 
 def dedupe(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int], dict[str, int]]:
@@ -81,16 +139,34 @@ class ScriptClassifier:
     def languages(self) -> tuple[str, ...]:
         return tuple(self.models)
 
-    def fit(self, language: str, texts: Sequence[str], labels: Sequence[int]) -> dict[str, int]:
+    def fit(self, language: str, texts: Sequence[str], labels: Sequence[int], *, chars: bool = False,
+            target_fpr: float = _TARGET_FPR) -> dict[str, Any]:
+        """Fit on distinct contents; the threshold comes from an inner split of these same training data."""
         texts, labels, stats = dedupe(texts, labels)
         if len(set(labels)) < 2:
             raise InputError(f"training {language}: need malicious and benign examples, got labels {set(labels)}")
-        model = _pipeline()
-        model.fit([t[:_MAX_CHARS] for t in texts], np.asarray(labels))
+        cut = [t[:_MAX_CHARS] for t in texts]
+        y = np.asarray(labels)
+        threshold = choose_threshold(cut, y, chars=chars, target_fpr=target_fpr)
+        model = _pipeline(chars)
+        model.fit(cut, y)
         self.models[language] = model
-        stats.update(malicious=int(sum(labels)), benign=int(len(labels) - sum(labels)))
-        self.meta.setdefault("languages", {})[language] = stats
-        return stats
+        out: dict[str, Any] = dict(stats)
+        out.update(malicious=int(y.sum()), benign=int(len(y) - y.sum()), threshold=round(threshold, 4),
+                   target_fpr=target_fpr, chars=chars)
+        self.meta.setdefault("languages", {})[language] = out
+        return out
+
+    def threshold(self, language: str) -> float:
+        """The probability chosen at training time (0.5 for models saved before thresholds were fitted)."""
+        return float(self.meta.get("languages", {}).get(language, {}).get("threshold", 0.5))
+
+    def score(self, language: str, texts: Iterable[str]) -> np.ndarray:
+        """Probabilities on the verdict's scale: the fitted threshold maps to 0.7 (malicious)."""
+        return to_score(self.predict_proba(language, texts), self.threshold(language))
+
+    def score_text(self, language: str, text: str) -> float:
+        return float(self.score(language, [text])[0])
 
     def predict_proba(self, language: str, texts: Iterable[str]) -> np.ndarray:
         model = self.models[language]
@@ -125,8 +201,11 @@ class ScriptClassifier:
 
 def _card(meta: dict[str, Any]) -> str:
     lines = ["# Phagocyte script classifier — model card", "",
-             "Word and word-pair TF-IDF (hashed, 2^20 features) + logistic regression (class-balanced),",
-             "one model per language, trained on the **deobfuscated** text of each script.", "",
+             "Word and word-pair TF-IDF (hashed, 2^20 features), with character 2-5-grams (`char_wb`, hashed, 2^20)",
+             "beside them when `chars` is true, + logistic regression (class-balanced), one model per language,",
+             "trained on the **deobfuscated** text of each script. The decision threshold (`threshold` below) was",
+             "chosen on an inner 25 % grouped split of the training data as the lowest probability keeping false",
+             "positives there at or under `target_fpr`; `phago scan` weighs the probability itself and names it.", "",
              f"- created: {meta.get('created')}", f"- scikit-learn: {meta.get('sklearn')}", "",
              "## Training data", ""]
     for s in meta.get("sources", []):

@@ -137,6 +137,10 @@ class Scanner:
         predict = getattr(self.model, "predict_proba_text", None)
         if predict is None or v.kind not in getattr(self.model, "languages", ()):
             return
+        # The probability itself is the weight (noisy-OR with the other reasons, cut 0.7): shifting the fitted
+        # threshold onto 0.7 instead was measured and raised false positives on both languages (docs/scan.md).
         p = float(predict(v.kind, text))
-        v.add(Reason("model", f"{v.kind}-classifier", round(p, 4), f"p(malicious)={p:.2f}", ()))
+        threshold = getattr(self.model, "threshold", lambda _k: 0.5)(v.kind)
+        v.add(Reason("model", f"{v.kind}-classifier", round(p, 4),
+                     f"p(malicious)={p:.2f}, fitted threshold {threshold:.2f}", ()))
         v.rescore()

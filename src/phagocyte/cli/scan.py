@@ -94,9 +94,15 @@ def scan_train(
     model: Annotated[Path, typer.Option("--model", help="Output folder (model.joblib + MODEL_CARD.md).")],
     licences: Annotated[str, typer.Option("--licences", help="Licences of the training data, for the card.")] =
         "not stated",
+    chars: Annotated[bool, typer.Option(
+        "--chars/--words-only", help="Character 2-5-grams beside the words (slower; not evaluated).")] = False,
+    target_fpr: Annotated[float, typer.Option(
+        "--target-fpr", min=0.0, max=0.5, help="False-positive share allowed on the inner split that sets the "
+        "threshold.")] = 0.005,
 ) -> None:
     """Train the script classifier for one language on deobfuscated text; other languages already in the
-    model folder are kept. Duplicate contents are dropped, and contents under both labels too."""
+    model folder are kept. Duplicate contents are dropped, and contents under both labels too. The decision
+    threshold is chosen on an inner split of the training data (<= 0.5 % false positives there)."""
     from phagocyte.analysers.classifier import ScriptClassifier, TrainingSet
     from phagocyte.analysers.limits import ScanLimits
     from phagocyte.analysers.scripts import analyse_script
@@ -111,14 +117,14 @@ def scan_train(
             texts.append(v.deobfuscated if v.deobfuscated is not None else f.read_text("utf-8", errors="replace"))
             labels.append(label)
     try:
-        stats = clf.fit(language, texts, labels)
+        stats = clf.fit(language, texts, labels, chars=chars, target_fpr=target_fpr)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     sources = [TrainingSet(language, [str(p) for p in malicious], [str(p) for p in benign], licences)]
     clf.save(model, sources)
     console.print(f"{language}: trained on {stats['malicious']} malicious + {stats['benign']} benign distinct "
                   f"scripts ({stats['input'] - stats['distinct']} duplicates, {stats['conflicting']} conflicting "
-                  f"dropped); model in {model}")
+                  f"dropped); threshold {stats['threshold']}; model in {model}")
 
 
 @app.command("scan-events")
