@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from phagocyte.attack import tactic, tactic_rank
 from phagocyte.cases.models import Action, Comment, Incident, Token, now
 from phagocyte.errors import PhagocyteError
 
@@ -125,7 +126,8 @@ def incident_dict(inc: Incident, *, full: bool = True) -> dict[str, Any]:
 def _title(doc: Mapping[str, Any]) -> str:
     if doc.get("title"):
         return str(doc["title"])[:300]
-    tactics = ", ".join(doc.get("tactics") or []) or "alerts"
+    names = [(t.name if (t := tactic(str(x))) else str(x)) for x in doc.get("tactics") or []]
+    tactics = " → ".join(sorted(names, key=tactic_rank)) or "alerts"
     hosts = (doc.get("entities") or {}).get("host") or (doc.get("entities") or {}).get("host.name") or []
     where = f" on {', '.join(map(str, hosts[:2]))}" if hosts else ""
     return f"{tactics}{where}"[:300]
