@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, func, or_, select
+from sqlalchemy import Text, create_engine, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -359,8 +359,8 @@ class CaseStore:
             q = select(Incident).where(or_(
                 func.lower(Incident.id).like(needle), func.lower(Incident.title).like(needle),
                 func.lower(Incident.summary).like(needle),
-                func.lower(func.cast(Incident.entities, _text_type())).like(needle),
-                func.lower(func.cast(Incident.alert_refs, _text_type())).like(needle),
+                func.lower(func.cast(Incident.entities, Text())).like(needle),
+                func.lower(func.cast(Incident.alert_refs, Text())).like(needle),
             )).order_by(*self._order()).limit(limit)
             return [incident_dict(i, full=False) for i in s.scalars(q)]
 
@@ -429,9 +429,3 @@ class CaseStore:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _text_type() -> Any:
-    from sqlalchemy import Text
-
-    return Text()

@@ -164,7 +164,8 @@ def run(
     from phagocyte.cli.cases import publish_run
 
     try:
-        n_alerts = ParquetStore(settings.store_dir).query("select count(*) as n from all_alerts").column("n")[0]
+        with ParquetStore(settings.store_dir) as store:
+            n_alerts = store.query("select count(*) as n from all_alerts").column("n")[0]
         html = publish_run(settings, settings.reports_dir / "incidents.jsonl",
                            {"alerts": n_alerts.as_py(), "events": stats.events})
     except PhagocyteError as exc:

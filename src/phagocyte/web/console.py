@@ -23,7 +23,7 @@ from phagocyte.api.routers.events import ALL_ALERTS
 from phagocyte.attack import tactic_rank
 from phagocyte.cases.service import CaseError, Principal
 from phagocyte.web.graph import bars, entity_graph
-from phagocyte.web.report import TIME_KEYS, tactic_name
+from phagocyte.web.report import by_time, first_value, tactic_name
 
 __all__ = ["router"]
 
@@ -112,19 +112,12 @@ def incident(request: Request, incident_id: str) -> Response:
         return _login_redirect(request)
     cases, responder = request.app.state.cases, request.app.state.responder
     inc = cases.get(incident_id)
-    evidence = sorted(inc.get("evidence") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
+    evidence = by_time(inc.get("evidence") or [])
     tactics = sorted(inc.get("tactics") or [], key=tactic_rank)
     return _page(request, "incident.html", who=auth[0], token=auth[1], inc=inc, evidence=evidence, tactics=tactics,
                  graph=entity_graph(inc.get("entities") or {}), playbooks=responder.applicable(inc),
                  runs=responder.runs(incident_id), audit=cases.audit(incident_id=incident_id, limit=200),
-                 first=_first)
-
-
-def _first(d: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
-        if d.get(k) not in (None, ""):
-            return d[k]
-    return ""
+                 first=first_value)
 
 
 @router.post("/incidents/{incident_id}/verdict")

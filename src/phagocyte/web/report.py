@@ -32,11 +32,17 @@ def tactic_name(key: str) -> str:
 _env.filters["tactic"] = tactic_name
 
 
-def _first(d: dict[str, Any], *keys: str) -> Any:
+def first_value(d: dict[str, Any], *keys: str) -> Any:
+    """The first non-empty of `keys` in an evidence item (sources name the same thing differently)."""
     for k in keys:
         if d.get(k) not in (None, ""):
             return d[k]
     return ""
+
+
+def by_time(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evidence items in time order, whichever time field they carry."""
+    return sorted(evidence, key=lambda e: str(first_value(e, *TIME_KEYS)))
 
 
 def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str = "Phagocyte run",
@@ -46,7 +52,7 @@ def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str
     ranked = sorted(incidents, key=lambda i: (order.get(str(i.get("disposition")), 3), -float(i.get("score") or 0)))
     shown = []
     for inc in ranked[:max_incidents]:
-        evidence = sorted(inc.get("evidence") or inc.get("timeline") or [], key=lambda e: str(_first(e, *TIME_KEYS)))
+        evidence = by_time(inc.get("evidence") or inc.get("timeline") or [])
         shown.append({"inc": inc, "evidence": evidence[:200],
                       "tactics": sorted(inc.get("tactics") or [], key=tactic_rank),
                       "graph": entity_graph(inc.get("entities") or {})})
@@ -54,7 +60,7 @@ def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str
     html = _env.get_template("report.html").render(
         title=title, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), items=shown, total=len(incidents),
         counts=counts, stats=stats or {}, css=(_HERE / "static" / "console.css").read_text(encoding="utf-8"),
-        first=_first, more=max(0, len(ranked) - max_incidents))
+        first=first_value, more=max(0, len(ranked) - max_incidents))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path

@@ -9,7 +9,6 @@ import shutil
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given
@@ -21,7 +20,7 @@ from phagocyte.ingest.reader import choose
 from phagocyte.ingest.readers.cef import CefReader, event_time, extension, parse_cef, split_pipes
 from phagocyte.ingest.readers.syslog import Clock
 from phagocyte.ingest.source import Source
-from tests.conftest import FIXTURES, assert_event, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "cef"
 REF = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
@@ -303,12 +302,9 @@ _SEED = (FIX / "alerts.cef").read_text().split("\n")[3]
 
 
 def _ingest_bytes(data: bytes) -> tuple[int, int]:
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "in.cef"
-        p.write_bytes(data)
-        report, _ = run_ingest([p], load_settings(Path(d) / "home"), format="cef")
-        assert report.count("failed") == 0
-        return report.events, report.quarantined
+    report, _ = ingest_bytes(data, "cef", "in.cef")
+    assert report.count("failed") == 0
+    return report.events, report.quarantined
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,11 +12,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from phagocyte.config import load_settings
 from phagocyte.ingest.reader import get_reader
 from phagocyte.ingest.readers.jsonl import MAPPING, first_json_object
 from phagocyte.schema import EVENT_SCHEMA
-from tests.conftest import FIXTURES, assert_event, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "jsonl"
 
@@ -204,11 +202,7 @@ def _nonempty_lines(data: bytes) -> int:
 
 
 def _ingest_bytes(data: bytes):
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "in.json"
-        f.write_bytes(data)
-        report, store = run_ingest([f], load_settings(Path(d) / "home"), format="jsonl")
-        return report, rows(store, "select count(*) n from events")[0]["n"]
+    return ingest_bytes(data, "jsonl", "in.json")
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,6 @@ import re
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given
@@ -21,7 +20,7 @@ from phagocyte.ingest.reader import choose
 from phagocyte.ingest.readers.leef import LeefReader, attributes, java_format, parse_leef
 from phagocyte.ingest.readers.syslog import Clock
 from phagocyte.ingest.source import Source
-from tests.conftest import FIXTURES, assert_event, evaldata, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, evaldata, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "leef"
 REF = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
@@ -224,12 +223,9 @@ _SEED = (FIX / "events.leef").read_text().split("\n")[1]
 
 
 def _ingest_bytes(data: bytes) -> tuple[int, int]:
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "in.leef"
-        p.write_bytes(data)
-        report, _ = run_ingest([p], load_settings(Path(d) / "home"), format="leef")
-        assert report.count("failed") == 0
-        return report.events, report.quarantined
+    report, _ = ingest_bytes(data, "leef", "in.leef")
+    assert report.count("failed") == 0
+    return report.events, report.quarantined
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

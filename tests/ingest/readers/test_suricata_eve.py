@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from phagocyte.config import load_settings
 from phagocyte.ingest.reader import get_reader
-from tests.conftest import FIXTURES, assert_event, evaldata, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, evaldata, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "suricata_eve"
 EVE = FIX / "eve.json"
@@ -277,12 +275,7 @@ def _nonempty_lines(data: bytes) -> int:
 
 
 def _ingest_bytes(data: bytes, fmt: str = "suricata_eve"):
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "in.json"
-        f.write_bytes(data)
-        report, store = run_ingest([f], load_settings(Path(d) / "home"), format=fmt)
-        stored = rows(store, "select count(*) n from events")[0]["n"]
-        return report, stored
+    return ingest_bytes(data, fmt, "in.json")
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

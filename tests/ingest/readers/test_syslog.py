@@ -23,7 +23,7 @@ from phagocyte.config import load_settings
 from phagocyte.ingest.reader import choose
 from phagocyte.ingest.readers.syslog import Clock, SyslogReader, parse_line, reference_time
 from phagocyte.ingest.source import Source
-from tests.conftest import FIXTURES, assert_event, evaldata, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, evaldata, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "syslog"
 REF = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
@@ -376,12 +376,9 @@ _SEED = (FIX / "auth.log").read_text().split("\n")[13]
 
 
 def _ingest_bytes(data: bytes) -> tuple[int, int]:
-    with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "in.log"
-        p.write_bytes(data)
-        report, _ = run_ingest([p], load_settings(Path(d) / "home"), format="syslog")
-        assert report.count("failed") == 0
-        return report.events, report.quarantined
+    report, _ = ingest_bytes(data, "syslog", "in.log")
+    assert report.count("failed") == 0
+    return report.events, report.quarantined
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from phagocyte.config import load_settings
 from phagocyte.ingest.reader import get_reader
-from tests.conftest import FIXTURES, assert_event, evaldata, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, evaldata, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "wazuh" / "alerts.json"
 _GOOD = FIX.read_text().splitlines()
@@ -230,11 +229,7 @@ def test_utf16_bom_binary_and_empty(tmp_path, settings) -> None:
 
 
 def _ingest_bytes(data: bytes):
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "alerts.json"
-        f.write_bytes(data)
-        report, store = run_ingest([f], load_settings(Path(d) / "home"), format="wazuh")
-        return report, rows(store, "select count(*) n from events")[0]["n"]
+    return ingest_bytes(data, "wazuh", "alerts.json")
 
 
 def _nonempty_lines(data: bytes) -> int:

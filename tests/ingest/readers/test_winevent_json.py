@@ -7,7 +7,6 @@ from __future__ import annotations
 import codecs
 import json
 import tarfile
-import tempfile
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from phagocyte.config import load_settings
 from phagocyte.ingest.reader import get_reader
 from phagocyte.ingest.readers.winevent_json import MAPPING, _multiline
-from tests.conftest import FIXTURES, assert_event, evaldata, rows, run_ingest
+from tests.conftest import FIXTURES, assert_event, evaldata, ingest_bytes, rows, run_ingest
 
 FIX = FIXTURES / "winevent_json"
 NAME = "winevent_json"
@@ -779,11 +778,7 @@ def _mutate(rec: dict, path: str, value, delete: bool) -> dict:
 
 
 def _ingest_bytes(data: bytes):
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "in.json"
-        f.write_bytes(data)
-        report, store = run_ingest([f], load_settings(Path(d) / "home"), format=NAME)
-        return report, rows(store, "select count(*) n from events")[0]["n"]
+    return ingest_bytes(data, NAME, "in.json")
 
 
 # Each example runs the whole pipeline (~0.1 s): few examples, several records each.
