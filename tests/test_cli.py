@@ -36,8 +36,16 @@ def test_run_on_the_demo_stores_everything_and_writes_a_report(tmp_path: Path) -
     assert len(reports) == 1 and "events stored" in reports[0].read_text()
     data = json.loads(next((tmp_path / "home" / "reports").glob("run-*.json")).read_text())
     assert data["ingest"]["quarantined"] == 0 and data["ingest"]["unrecognised"] == 0
-    lines = sum(1 for f in DEMO.iterdir() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#"))
+    logs = [f for f in DEMO.iterdir() if f.suffix != ".eml"]
+    lines = sum(1 for f in logs for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#"))
     assert data["ingest"]["events"] == lines
+    assert data["ingest"]["analysed"] == 1, "the demo's e-mail goes to the e-mail analyser, not to quarantine"
+    verdicts = [json.loads(x) for x in (tmp_path / "home" / "reports" / "artefacts.jsonl").read_text().splitlines()]
+    assert [(v["analyser"], v["label"]) for v in verdicts] == [("email", "phishing")]
+    incidents = [json.loads(x) for x in (tmp_path / "home" / "reports" / "incidents.jsonl").read_text().splitlines()]
+    ws = next(i for i in incidents if "ws-042.corp.example" in i["entities"].get("host.name", []))
+    assert "E-mail judged phishing" in ws["rules"], "the phishing mail to j.doe joins the incident on her workstation"
+    assert "Malicious powershell code" in ws["rules"], "the encoded PowerShell command line is judged too"
 
 
 def test_query_formats(tmp_path: Path) -> None:

@@ -100,7 +100,8 @@ def test_alert_carries_the_indicators_as_ecs_entities() -> None:
     assert alert["source.ip"] == "45.33.32.156", "the sending host (first public Received hop)"
     assert set(alert["related.ip"]) == {"203.0.113.7", "45.33.32.156"}
     assert alert["file.name"] == "setup.exe" and len(alert["file.hash.sha256"]) == 64
-    assert alert["user.name"] == "alert@paypa1.com"
+    assert alert["user.name"] == "anna", "the user at risk is the recipient, named as directory logons name it"
+    assert {"alert@paypa1.com", "anna@example.org"} <= set(alert["related.user"])
     assert "T1204.002" in alert["threat.technique.id"] and alert["rule.level"] in ("high", "critical")
     assert alert["@timestamp"].year == 2026
     table = alerts_to_table([alert])

@@ -140,7 +140,8 @@ def run(
     home: HomeOpt = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
 ) -> None:
-    """The main job: ingest with Sigma detection on each stored batch, triage the alerts into incidents, report.
+    """The main job: ingest with Sigma detection on each stored batch, judge the e-mails and code among the
+    inputs (and the scripts inside the events), triage all alerts into incidents, report.
 
     Incidents go to the case store (the console's queue) and to an HTML report under $PHAGO_HOME/reports,
     beside the JSON and Markdown run reports; it prints where."""
@@ -154,6 +155,9 @@ def run(
             stats = store.stats()
     except PhagocyteError as exc:
         raise _fail(exc) from exc
+    from phagocyte.cli.artefacts import run_artefacts
+
+    run_artefacts(settings, report)  # mail and code among the inputs, scripts inside the events
     _print_report(report)
     finish_detection(settings, detector)
     from phagocyte.report import write_run_report

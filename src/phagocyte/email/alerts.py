@@ -43,6 +43,7 @@ def verdict_to_alert(verdict: Mapping[str, Any]) -> dict[str, Any]:
         techniques.append("T1204.002")
     atts = ind.get("attachments", [])
     sender = ind.get("sender", {})
+    rcpt = ind.get("recipients", [])
     hosts = list(dict.fromkeys(ind.get("domains", []) + [h["from"] for h in sender.get("received", []) if h["from"]]))
     fields: dict[str, Any] = {
         "url.full": ind["urls"][0] if ind.get("urls") else None,
@@ -51,10 +52,12 @@ def verdict_to_alert(verdict: Mapping[str, Any]) -> dict[str, Any]:
         "related.ip": ind.get("ips") or None,
         "related.hosts": hosts[:50] or None,
         "related.hash": [h for a in atts for h in (a["sha256"], a["md5"])][:50] or None,
-        "related.user": [u for u in (sender.get("from"), sender.get("reply_to")) if u] or None,
+        "related.user": [u for u in (sender.get("from"), sender.get("reply_to"), *rcpt) if u][:50] or None,
         "file.name": atts[0]["name"] if atts and atts[0].get("name") else None,
         "file.hash.sha256": atts[0]["sha256"] if atts else None,
-        "user.name": sender.get("from") or None,
+        # the user at risk is the recipient (its mailbox name, as directory logons name it); the sender
+        # and every recipient address stay in related.user
+        "user.name": rcpt[0].split("@", 1)[0] if len(rcpt) == 1 else None,
         "log.file.path": verdict.get("path") or None,
         "event.dataset": "email.verdict",
         "event.category": ["email", "threat"],

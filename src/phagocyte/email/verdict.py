@@ -9,6 +9,7 @@ whatever the model says, because a model trained on one team's mail may never ha
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ def indicators(pm: ParsedMessage, attachments: list[dict[str, object]]) -> dict[
     public = [ip for ip in (_public_ip(h["ip"]) for h in chain) if ip]
     ips.extend(ip for ip in dict.fromkeys(public) if ip not in ips)
     from_name, from_addr = pm.address("from")
+    recipients = [a.lower() for _, a in email.utils.getaddresses(pm.get_all("to") + pm.get_all("cc"))
+                  if "@" in a][:50]
     return {
         "urls": urls[:100],
         "domains": domains[:100],
@@ -90,6 +93,7 @@ def indicators(pm: ParsedMessage, attachments: list[dict[str, object]]) -> dict[
                    "return_path": pm.address("return-path")[1], "received": chain,
                    "origin_ip": public[-1] if public else ""},
         "attachments": attachments,
+        "recipients": list(dict.fromkeys(recipients)),
     }
 
 

@@ -70,7 +70,8 @@ class WorkerFailed(StoreError):
 class SourceResult:
     path: str
     status: str
-    """``ingested``, ``duplicate`` (committed before, skipped), ``failed`` or ``unrecognised``."""
+    """``ingested``, ``duplicate`` (committed before, skipped), ``failed`` or ``unrecognised``; ``phago run``
+    marks an unrecognised file ``analysed`` once the e-mail or file analyser has judged it."""
     reader: str | None = None
     events: int = 0
     quarantined: int = 0
@@ -114,6 +115,7 @@ class IngestReport:
             "duplicates": self.count("duplicate"),
             "failed": self.count("failed"),
             "unrecognised": self.count("unrecognised"),
+            "analysed": self.count("analysed"),
             "events": self.events,
             "quarantined": self.quarantined,
             "seconds": round(self.seconds, 3),
