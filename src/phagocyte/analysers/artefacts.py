@@ -22,7 +22,7 @@ from phagocyte.alerts import alert_id
 from phagocyte.analysers.events import EventScanStats, scan_store
 from phagocyte.analysers.scan import Scanner
 
-__all__ = ["ArtefactReport", "ArtefactVerdict", "analyse_artefacts", "looks_like_email"]
+__all__ = ["ArtefactReport", "ArtefactVerdict", "analyse_artefacts", "looks_like_email", "team_models"]
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _HEADER = re.compile(rb"^([A-Za-z][A-Za-z0-9-]{0,60}):[ \t]")
@@ -83,6 +83,21 @@ class ArtefactReport:
         for v in self.verdicts:
             out[v.label] = out.get(v.label, 0) + 1
         return out
+
+
+def team_models(home: Path) -> tuple[Any, Any]:
+    """(e-mail model, script model) that a team trained into `home/models/{email,scan}`; None where absent
+    (the analysers then judge by their signals and heuristics alone)."""
+    email_model = script_model = None
+    if (home / "models" / "email" / "model.json").exists():
+        from phagocyte.email.model import EmailModel
+
+        email_model = EmailModel.load(home / "models" / "email")
+    if (home / "models" / "scan" / "model.joblib").exists():
+        from phagocyte.analysers.classifier import ScriptClassifier
+
+        script_model = ScriptClassifier.load(home / "models" / "scan")
+    return email_model, script_model
 
 
 def _mtime(path: Path) -> datetime | None:

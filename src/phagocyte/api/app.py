@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from phagocyte import __version__
 from phagocyte.api.auth import RateLimiter
-from phagocyte.api.routers import admin, events, incidents, playbooks
+from phagocyte.api.routers import admin, analyse, events, incidents, playbooks
 from phagocyte.cases.service import CaseError, CaseStore, JsonlVerdictSink, NotFound
 from phagocyte.config import Settings
 from phagocyte.errors import PhagocyteError
@@ -81,7 +81,7 @@ def create_app(settings: Settings, *, cases: CaseStore | None = None, console: b
             response.headers.setdefault(k, v)
         return response
 
-    for module in (incidents, playbooks, events, admin):
+    for module in (incidents, playbooks, events, analyse, admin):
         app.include_router(module.router)
     if console:
         from phagocyte.web.console import mount_static

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
@@ -22,30 +21,16 @@ _STYLE = {"malicious": "bold red", "phishing": "bold red", "suspicious": "yellow
           "clean": "green"}
 
 
-def _models(settings: Settings) -> tuple[Any, Any]:
-    """The team's trained models when `$PHAGO_HOME/models/{email,scan}` hold one; else signals only."""
-    email_model = script_model = None
-    if (settings.home / "models" / "email" / "model.json").exists():
-        from phagocyte.email.model import EmailModel
-
-        email_model = EmailModel.load(settings.home / "models" / "email")
-    if (settings.home / "models" / "scan" / "model.joblib").exists():
-        from phagocyte.analysers.classifier import ScriptClassifier
-
-        script_model = ScriptClassifier.load(settings.home / "models" / "scan")
-    return email_model, script_model
-
-
 def run_artefacts(settings: Settings, report: IngestReport) -> int:
     """Judge the unrecognised files and the store's script blocks/command lines; returns new alerts."""
-    from phagocyte.analysers.artefacts import analyse_artefacts
+    from phagocyte.analysers.artefacts import analyse_artefacts, team_models
     from phagocyte.analysers.limits import ScanLimits
     from phagocyte.analysers.scan import Scanner
     from phagocyte.detect.store import save_alerts
     from phagocyte.store.parquet import ParquetStore
 
     pending = {r.path: r for r in report.results if r.status == "unrecognised" and Path(r.path).is_file()}
-    email_model, script_model = _models(settings)
+    email_model, script_model = team_models(settings.home)
     scanner = Scanner(ScanLimits(), model=script_model)
     with ParquetStore(settings.store_dir, writable=True) as store:
         found = analyse_artefacts(list(pending), scanner=scanner, email_model=email_model, store=store)

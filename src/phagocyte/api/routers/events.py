@@ -18,7 +18,7 @@ from phagocyte.store.parquet import ParquetStore
 router = APIRouter(prefix="/api", tags=["events"])
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Analyst = Annotated[Principal, Depends(require("analyst"))]
-_INGEST_LOCK = threading.Lock()
+INGEST_LOCK = threading.Lock()
 _ALERT_COLUMNS = ['"@timestamp"', '"event.id"', '"rule.id"', '"rule.name"', '"rule.level"', '"event.module"',
                   '"host.name"', '"user.name"', '"source.ip"', '"destination.ip"', '"threat.tactic.name"',
                   '"threat.technique.id"', '"log.file.path"', '"log.file.line"', '"winlog.record_id"', '"message"']
@@ -51,7 +51,7 @@ async def ingest_ndjson(request: Request, who: Analyst) -> dict[str, Any]:
         tmp.replace(path)
 
     def run() -> dict[str, Any]:
-        with _INGEST_LOCK, ParquetStore(settings.store_dir, writable=True) as store:
+        with INGEST_LOCK, ParquetStore(settings.store_dir, writable=True) as store:
             report = ingest([str(path)], store, settings)
         request.app.state.store_changed()
         return {"events": report.events, "quarantined": report.quarantined,
