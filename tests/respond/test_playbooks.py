@@ -145,6 +145,9 @@ def test_stix_bundle_is_valid_stix_2_1() -> None:
     assert "[domain-name:value = 'evil-updates.example']" in patterns
     assert f"[file:hashes.'SHA-256' = '{'a' * 64}']" in patterns
     assert all(o.spec_version == "2.1" for o in parsed.objects)
+    urls = stix_bundle({"id": "x", "entities": {"url.domain": ["evil.example"], "url.full": ["http://evil.example/a"]}})
+    assert sorted(o["pattern"] for o in urls["objects"]) == [
+        "[domain-name:value = 'evil.example']", "[url:value = 'http://evil.example/a']"], "url.domain is a domain"
 
 
 def test_thehive_alert_shape() -> None:

@@ -81,7 +81,7 @@ class LocalIntel:
         """Hits for an incident's entities (`ip`, `domain`, `url`, `hash`, `user`, `email` and ECS-named keys)."""
         hits: list[dict[str, str]] = []
         for key, values in entities.items():
-            kind = _entity_kind(key)
+            kind = entity_kind(key)
             if kind is None:
                 continue
             for v in values:
@@ -90,7 +90,9 @@ class LocalIntel:
         return hits
 
 
-def _entity_kind(key: str) -> str | None:
+def entity_kind(key: str) -> str | None:
+    """What an incident entity key holds (`ip`, `domain`, `url`, `hash`, `email`, `user`), one answer for
+    intel look-ups and shared indicators alike (`url.domain` is a domain, `url.full` a URL)."""
     k = key.lower()
     if k.endswith("ip") or k in ("ip", "source.ip", "destination.ip", "host.ip"):
         return "ip"

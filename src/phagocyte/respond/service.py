@@ -31,7 +31,7 @@ from phagocyte.respond.adapters import (
     SmtpNotifier,
     WebhookNotifier,
 )
-from phagocyte.respond.intel import LocalIntel
+from phagocyte.respond.intel import LocalIntel, entity_kind
 from phagocyte.respond.playbooks import BUILTIN_DIR, Playbook, Step, load_playbooks
 
 __all__ = ["Responder", "ResponseConfig"]
@@ -295,7 +295,7 @@ def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     ents = incident.get("entities") or {}
     for key, values in ents.items():
-        k = key.lower()
+        kind = entity_kind(key)
         for v in values or []:
             v = str(v)
             try:
@@ -305,11 +305,11 @@ def _observables(incident: dict[str, Any]) -> list[tuple[str, str]]:
                 continue
             except ValueError:
                 pass
-            if "hash" in k and len(v) in (32, 40, 64):
+            if kind == "hash" and len(v) in (32, 40, 64):
                 out.append(("file", v))
-            elif "url" in k:
+            elif kind == "url":
                 out.append(("url", v))
-            elif "domain" in k or k.startswith("dns") or k in ("hosts", "related.hosts"):
+            elif kind == "domain":
                 out.append(("domain-name", v))
     return out
 
