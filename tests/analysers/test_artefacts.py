@@ -53,8 +53,24 @@ def test_mail_and_code_are_judged_and_become_alerts(tmp_path: Path) -> None:
     assert rules == ["email-phishing", "scan.powershell.malicious", "scan.powershell.malicious"]
     mail = next(a for a in report.alerts if a["rule.id"] == "email-phishing")
     assert mail["user.name"] == "anna" and mail["log.file.path"] == str(tmp_path / "a.eml")
+    assert mail["log.file.line"] == 1
     ids = [a["event.id"] for a in report.alerts]
     assert len(set(ids)) == 3, "the same script in two files is two alerts"
     again = analyse_artefacts(files, scanner=Scanner())
     assert [a["event.id"] for a in again.alerts] == ids, "run after run, the same alerts"
     assert all(a["@timestamp"] is not None for a in report.alerts), "triage orders alerts by time"
+
+
+def test_mbox_messages_are_referenced_by_their_first_line(tmp_path: Path) -> None:
+    phish = message(sender="PayPal <service@paypa1-secure.com>", subject="Urgent: verify your password",
+                    html='<a href="http://203.0.113.7/login">https://www.paypal.com/signin</a> verify your password '
+                         "immediately or your account will be suspended").replace(b"\r\n", b"\n")
+    box = b"From a@b Tue Mar  3 10:00:00 2026\n" + message().replace(b"\r\n", b"\n") + b"\n"
+    second = box.count(b"\n") + 1
+    box += b"From c@d Tue Mar  3 11:00:00 2026\n" + phish + b"\n"
+    (tmp_path / "inbox").write_bytes(box)
+    report = analyse_artefacts([tmp_path / "inbox"], scanner=Scanner())
+    assert [v.label for v in report.verdicts] == ["clean", "phishing"]
+    (alert,) = report.alerts
+    assert (alert["log.file.path"], alert["log.file.line"]) == (str(tmp_path / "inbox"), second)
+    assert box.splitlines()[second - 1].startswith(b"From c@d")

@@ -112,6 +112,7 @@ def _email_verdicts(path: Path, model: Any, report: ArtefactReport) -> None:
     from phagocyte.email.mailbox import Skipped, iter_messages
     from phagocyte.email.verdict import analyse
 
+    starts: list[int] | None = None
     for item in iter_messages([path]):
         if isinstance(item, Skipped):
             report.verdicts.append(ArtefactVerdict(item.path, "email", "email", "unreadable", 0.0, [], [item.reason]))
@@ -125,8 +126,25 @@ def _email_verdicts(path: Path, model: Any, report: ArtefactReport) -> None:
         if v["label"] == "phishing":
             alert = verdict_to_alert(v)
             alert.setdefault("@timestamp", _mtime(path))
-            alert["log.file.path"] = label
+            # the reference an analyst checks: the file and the 1-based line where the message starts
+            alert["log.file.path"], line = str(path), 1
+            if label != str(path):  # message `i` of an mbox
+                starts = starts if starts is not None else _mbox_starts(path)
+                i = int(label.rsplit(":", 1)[1])
+                line = starts[i - 1] if i <= len(starts) else 1
+            alert["log.file.line"] = line
             report.alerts.append(alert)
+
+
+def _mbox_starts(path: Path) -> list[int]:
+    """1-based line numbers of an mbox's `From ` separator lines (the start of each message, as
+    Python's mailbox module splits it)."""
+    starts: list[int] = []
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.startswith(b"From "):
+                starts.append(n)
+    return starts
 
 
 def _scan_verdict(path: Path, scanner: Scanner, report: ArtefactReport, min_label: str) -> None:

@@ -128,4 +128,8 @@ def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any])
     if docs:
         _cases(settings.home).import_incidents([{**d, "id": stable_incident_id(d)} for d in docs], "phago run")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return write_html_report(settings.reports_dir / f"run-{stamp}.html", docs, title="phago run", stats=stats)
+    verdicts = settings.reports_dir / "artefacts.jsonl"
+    artefacts = [json.loads(x) for x in verdicts.read_text(encoding="utf-8").splitlines() if x.strip()] \
+        if verdicts.exists() else []
+    return write_html_report(settings.reports_dir / f"run-{stamp}.html", docs, title="phago run", stats=stats,
+                             artefacts=artefacts)

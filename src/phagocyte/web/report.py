@@ -46,8 +46,10 @@ def by_time(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str = "Phagocyte run",
-                      stats: dict[str, Any] | None = None, max_incidents: int = 200) -> Path:
-    """Write the report; incidents are shown in queue order (escalate, monitor, auto_close; by score)."""
+                      stats: dict[str, Any] | None = None, max_incidents: int = 200,
+                      artefacts: list[dict[str, Any]] | None = None) -> Path:
+    """Write the report; incidents are shown in queue order (escalate, monitor, auto_close; by score), then the
+    verdicts on the mail and code among the inputs (`artefacts`: `phago run`'s artefacts.jsonl rows)."""
     order = {"escalate": 0, "monitor": 1, "auto_close": 2}
     ranked = sorted(incidents, key=lambda i: (order.get(str(i.get("disposition")), 3), -float(i.get("score") or 0)))
     shown = []
@@ -60,7 +62,9 @@ def write_html_report(path: Path, incidents: list[dict[str, Any]], *, title: str
     html = _env.get_template("report.html").render(
         title=title, generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), items=shown, total=len(incidents),
         counts=counts, stats=stats or {}, css=(_HERE / "static" / "console.css").read_text(encoding="utf-8"),
-        first=first_value, more=max(0, len(ranked) - max_incidents))
+        first=first_value, more=max(0, len(ranked) - max_incidents),
+        artefacts=sorted(artefacts or [], key=lambda v: -float(v.get("score") or 0))[:500],
+        artefacts_total=len(artefacts or []))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
