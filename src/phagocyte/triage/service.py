@@ -63,6 +63,21 @@ class TriageResult:
         return incident_dict(inc, self.frame, self.groups, self.prob, self.group_disposition, len(idx), refs)
 
 
+_TIMELINE_ENTITIES = ("host.name", "user.name", "source.ip", "destination.ip")
+_LEVEL_NAMES = ("informational", "low", "medium", "high", "critical")  # AlertFrame.level's ranks
+
+
+def _first_alert(f: AlertFrame, a: int) -> dict[str, Any]:
+    """What an analyst reads on a timeline row: the rule's name, the first alert's entities and reference."""
+    out: dict[str, Any] = {"rule.name": str(f.rule_name[a] or f.rule[a]), "ref": str(f.ref[a])}
+    if 0 <= int(f.level[a]) < len(_LEVEL_NAMES):
+        out["rule.level"] = _LEVEL_NAMES[int(f.level[a])]
+    for name in _TIMELINE_ENTITIES:
+        if name in f.entities and f.entities[name][a] is not None:
+            out[name] = str(f.entities[name][a])
+    return out
+
+
 def incident_dict(inc: Incident, f: AlertFrame, g: Groups, prob: np.ndarray, group_disposition: np.ndarray,
                   n_alerts: int, refs: list[str]) -> dict[str, Any]:
     """The JSON object of one incident (`g.first_alert` indexes `f`; `refs` are its alerts in time order)."""
@@ -77,7 +92,8 @@ def incident_dict(inc: Incident, f: AlertFrame, g: Groups, prob: np.ndarray, gro
     first, last = float(g.first_seen[inc.groups].min()), float(g.last_seen[inc.groups].max())
     timeline = [{"group": int(i), "rule": str(f.rule[g.first_alert[i]]), "count": int(g.count[i]),
                  "first_seen": iso(g.first_seen[i]), "last_seen": iso(g.last_seen[i]),
-                 "probability": round(float(prob[i]), 4), "disposition": str(group_disposition[i])}
+                 "probability": round(float(prob[i]), 4), "disposition": str(group_disposition[i]),
+                 **_first_alert(f, int(g.first_alert[i]))}
                 for i in inc.groups[:200]]
     return {
         "id": inc.id, "score": round(inc.score, 4), "disposition": inc.disposition, "deferred": inc.deferred,
