@@ -243,9 +243,15 @@ def build_incidents(frame: AlertFrame, groups: Groups, feats: GroupFeatures, X: 
             best = max(gids, key=lambda i: prob[i])
             reasons = model.reasons(X[best])
             if kind == DEFER:
-                reasons = [("no analyst verdicts yet on rule " + str(feats.rule[best]))
-                           if feats.support[best] < model.thresholds.min_support
-                           else f"the model is unsure (probability {prob[best]:.2f})", *reasons]
+                th = model.thresholds
+                if prob[best] >= th.escalate:  # deferred by `_corroborated`
+                    lead = (f"leans to attack (probability {prob[best]:.2f}) but no alert group stands on its own "
+                           "evidence (a rule with few verdicts, or risk lent by the host's other alerts)")
+                elif feats.support[best] < th.min_support:
+                    lead = "no analyst verdicts yet on rule " + str(feats.rule[best])
+                else:
+                    lead = f"the model is unsure (probability {prob[best]:.2f})"
+                reasons = [lead, *reasons]
             incidents.append(Incident("", gids, _incident_score(prob[gids], tac), ESCALATE, kind == DEFER,
                                       tac, reasons))
     # Routine groups: one incident per (disposition, rule, host), so the noise stays auditable.
