@@ -80,6 +80,43 @@ def run_fold(frames: dict[str, AlertFrame], test: str, budget: int | None = None
     return m, dt
 
 
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "none": (), "corroboration": ("_corroborated",), "corroboration + sweeps": ("_corroborated", "_waves"),
+    "corroboration + concurrent": ("_corroborated", "_concurrent"),
+    "sweeps + concurrent (no corroboration)": ("_waves", "_concurrent"),
+    "all three (shipped)": ("_corroborated", "_waves", "_concurrent"),
+}
+"""Which incident-assembly steps of `service.build_incidents` are on; the others become the identity."""
+
+
+def ablation(fr: dict[str, AlertFrame], variant: str) -> list[str]:
+    """Markdown rows: each combination of the three incident steps, same models per fold."""
+    import phagocyte.triage.service as svc
+
+    steps = ("_corroborated", "_waves", "_concurrent")
+    orig = {k: getattr(svc, k) for k in steps}
+    models = {t: learn([(s, fr[s]) for s in SCENARIOS if s != t])[0] for t in SCENARIOS}
+    rows = []
+    try:
+        for name, on in ABLATIONS.items():
+            for k in steps:
+                setattr(svc, k, orig[k] if k in on else (lambda inc, *a, **kw: inc))
+            ms = [metrics(svc.triage(fr[t], models[t])) for t in SCENARIOS]
+            miss = sorted({s for m in ms for s in set(m["steps"]) - set(m["steps_surfaced"])})
+            prec = ", ".join("–" if m["incident_precision"] is None else f"{100 * m['incident_precision']:.0f}"
+                             for m in ms)
+            rows.append(f"| {'with' if variant == 'dirb' else 'without'} dirb | {name} | "
+                        f"{', '.join(str(m['escalated_incidents']) for m in ms)} | "
+                        f"{prec} % | "
+                        f"{100 * min(m['noise_suppression'] for m in ms):.2f} % | "
+                        f"{', '.join(f'`{s}`' for s in miss) or '–'} |")
+            print(rows[-1], flush=True)
+    finally:
+        for k in steps:
+            setattr(svc, k, orig[k])
+    return rows
+
+
 def overall(rows: list[dict[str, object]]) -> dict[str, object]:
     """Pooled over the folds: sums of items; recall and suppression weighted by alerts."""
     def s(k: str) -> float:
@@ -140,6 +177,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, help="learn from only this many verdicts (random groups)")
     ap.add_argument("--variants", default="dirb,nodirb")
     ap.add_argument("--markdown", type=Path, help="write the result tables (Markdown) here")
+    ap.add_argument("--ablate", action="store_true",
+                    help="only the table of the incident steps (corroboration, sweeps, concurrent) switched on and off")
     args = ap.parse_args()
     peer: dict[str, subprocess.Popen[bytes]] = {}
     if args.deepcase and not args.reuse_deepcase:
@@ -153,6 +192,15 @@ def main() -> None:
     frames = {}
     for s in SCENARIOS:
         frames[s], _ = load_alerts([args.data / f"{s}_alerts.txt"], "ait-ads")
+    if args.ablate:
+        table = ["| variant | steps in assembly | escalated incidents | incident precision | "
+                 "noise suppression, escalated (min) | steps never escalated |", "|---|---|---|---|---:|---|"]
+        for variant in args.variants.split(","):
+            fr = frames if variant == "dirb" else {s: without_dirb(f) for s, f in frames.items()}
+            table += ablation(fr, variant)
+        if args.markdown:
+            args.markdown.write_text("\n".join(table) + "\n")
+        return
     results: dict[str, dict[str, dict[str, object]]] = {}
     for variant in args.variants.split(","):
         fr = frames if variant == "dirb" else {s: without_dirb(f) for s, f in frames.items()}

@@ -31,8 +31,10 @@ def test_learn_on_shaw_triage_russellmitchell() -> None:
     assert {"dirb", "wpscan", "webshell_cmd", "escalated_sudo_command"} <= set(m["steps_surfaced"])
     assert m["first_attack_position"] == 1
     assert m["verdicts"] == len(y)
-    # the first incident's references point at real attack lines of the source file
+    # the first incident's references point at real attack lines of the source file (it opens with
+    # the scan sweep, whose victims' alerts are partly unlabelled, then the web attack)
     lines = (root / "russellmitchell_alerts.txt").read_text().splitlines()
     first = next(res.incident_dicts())
-    labelled = [lines[int(r.rsplit(":", 1)[1]) - 1].rsplit(",", 1)[1] for r in first["alert_refs"][:50]]
-    assert sum(lab != "-" for lab in labelled) >= 40
+    labelled = [lines[int(r.rsplit(":", 1)[1]) - 1].rsplit(",", 1)[1] for r in first["alert_refs"]]
+    attack = sum(lab != "-" for lab in labelled)
+    assert attack >= 40 and attack >= 0.5 * len(labelled)

@@ -60,7 +60,7 @@ _KEYWORDS: tuple[tuple[str, str], ...] = (
     (r"brute force|authentication fail|login fail|invalid user|password", "credential-access"),
     (r"sudo|to root|changed uid|privilege", "privilege-escalation"),
     (r"new event type|parameter combination|service_start|service_stop|new user", "persistence"),
-    (r"\bdns\b.*(entropy|characters|frequenc)|exfil|tunnel", "exfiltration"),
+    (r"\bdns\b.*(entropy|characters|frequenc)|(entropy|characters|frequenc).*\bdns\b|exfil|tunnel", "exfiltration"),
     (r"command and control|\bc2\b|beacon|reverse shell|webshell", "command-and-control"),
     (r"cpu value|denial of service|\bdos\b", "impact"),
 )

@@ -15,7 +15,7 @@ from phagocyte.attack import tactic_rank
 from phagocyte.triage.correlate import CORRELATION_GAP, correlate
 from phagocyte.triage.explain import iso, summary
 from phagocyte.triage.features import GroupFeatures, group_features
-from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskModel, disposition
+from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskModel, Thresholds, disposition
 from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
 from phagocyte.triage.suppress import Groups, suppress
 
@@ -143,6 +143,84 @@ def _absorb(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray) 
     return out
 
 
+WAVE_WINDOW = 300.0
+"""Escalated incidents on different hosts that start within this many seconds of each other and
+share a rule are one sweep (a scan or a worm touching many hosts at once): one analyst item."""
+
+
+def _corroborated(incidents: list[list[int]], prob: np.ndarray, p1: np.ndarray, feats: GroupFeatures,
+                  disp: np.ndarray, th: Thresholds) -> list[list[int]]:
+    """Keep an escalated incident only when its escalation stands on its own evidence: a group at or
+    above the escalation threshold that is also risky on its own features (first stage `p1`, not only
+    lifted through `host_risk` by the other groups of a busy host, which lets them lift each other),
+    and either of a rule with at least `min_support` verdicts or joined by such a group of another
+    rule (two independent signals). One rule known from a handful of verdicts is a lean, not
+    evidence. Other escalated incidents are deferred to a human instead (their groups become `defer`
+    in `disp`): never closed, but not called an attack."""
+    out = []
+    for gids in incidents:
+        standing = [i for i in gids if prob[i] >= th.escalate and p1[i] >= th.escalate]
+        if any(feats.support[i] >= th.min_support for i in standing) or len({feats.rule[i] for i in standing}) >= 2:
+            out.append(gids)
+        else:
+            disp[gids] = DEFER
+    return out
+
+
+def _waves(incidents: list[list[int]], feats: GroupFeatures) -> list[list[int]]:
+    """Escalated incidents of different hosts that start within WAVE_WINDOW of each other and share a
+    rule become one incident (a sweep across the network is one event to review, not one per host)."""
+    n = len(incidents)
+    if n < 2:
+        return incidents
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    starts = [float(feats.start[g].min()) for g in incidents]
+    rules = [{str(r) for r in feats.rule[g]} for g in incidents]
+    hosts = [set(feats.host_code[g].tolist()) for g in incidents]
+    order = sorted(range(n), key=lambda i: starts[i])
+    for a_pos, a in enumerate(order):
+        for b in order[a_pos + 1:]:
+            if starts[b] - starts[a] > WAVE_WINDOW:
+                break
+            if hosts[a] != hosts[b] and rules[a] & rules[b]:
+                ra, rb = find(a), find(b)
+                if ra != rb:
+                    parent[rb] = ra
+    merged: dict[int, list[int]] = {}
+    for i in range(n):
+        merged.setdefault(find(i), []).extend(incidents[i])
+    return [sorted(g, key=lambda i: feats.start[i]) for g in merged.values()]
+
+
+def _concurrent(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray,
+                margin: float = ABSORB_MARGIN) -> list[list[int]]:
+    """Groups on *other* hosts whose rule names an ATT&CK tactic (impact, exfiltration, discovery, ...)
+    and that start during an escalated incident (± `margin`) join it as concurrent activity: an
+    intrusion in progress is the context that makes a routine-looking tactic alert elsewhere worth a
+    look (a CPU spike on the monitoring host while passwords are cracked, new DNS characters during
+    a scan), even when it shares no entity with it. Alerts that name no tactic (logins, updates) are
+    left alone, so the network's background noise stays out. Updates `disp` of the joined groups."""
+    open_ = (disp != ESCALATE) & np.fromiter((bool(t) for t in feats.tactics), dtype=bool, count=len(disp))
+    out = []
+    for gids in incidents:
+        hosts = np.unique(feats.host_code[gids])
+        lo, hi = feats.start[gids].min() - margin, feats.end[gids].max() + margin
+        extra = np.nonzero(open_ & ~np.isin(feats.host_code, hosts) & (feats.start >= lo) & (feats.start <= hi))[0]
+        if len(extra):
+            disp[extra] = ESCALATE
+            open_[extra] = False
+            gids = sorted([*gids, *extra.tolist()], key=lambda i: feats.start[i])
+        out.append(gids)
+    return out
+
+
 def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
     """Triage a frame of alerts with a learned model."""
     groups = suppress(frame, model.suppression)
@@ -161,22 +239,35 @@ def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
 
 def build_incidents(frame: AlertFrame, groups: Groups, feats: GroupFeatures, X: np.ndarray, prob: np.ndarray,
                     disp: np.ndarray, model: RiskModel) -> list[Incident]:
-    """Scored groups → incidents (unnumbered): escalated ones correlated and absorbing their hosts' other
-    groups (`disp` is updated for those), deferred ones batched, routine ones per (disposition, rule, host)."""
+    """Scored groups → incidents (unnumbered). Escalated groups are correlated; an incident whose
+    escalation does not stand on its own evidence is deferred (`_corroborated`); the rest absorb
+    their hosts' other groups, sweeps across hosts become one incident (`_waves`) and tactic alerts
+    elsewhere during them join as concurrent activity (`_concurrent`); `disp` is updated for all of
+    these. Deferred groups are batched, routine ones kept per (disposition, rule, host)."""
     incidents: list[Incident] = []
     for kind in (ESCALATE, DEFER):
         members = np.nonzero(disp == kind)[0]
         linked = correlate(frame, groups, members, gap=CORRELATION_GAP if kind == ESCALATE else DEFER_GAP)
         if kind == ESCALATE:
+            p1 = model.first.predict(feats.X) if len(feats.X) else np.zeros(0)
+            linked = _corroborated(linked, prob, p1, feats, disp, model.thresholds)
             linked = _absorb(linked, feats, disp)
+            linked = _waves(linked, feats)
+            linked = _concurrent(linked, feats, disp)
         for gids in linked:
             tac = sorted({t for i in gids for t in feats.tactics[i]}, key=tactic_rank)
             best = max(gids, key=lambda i: prob[i])
             reasons = model.reasons(X[best])
             if kind == DEFER:
-                reasons = [("no analyst verdicts yet on rule " + str(feats.rule[best]))
-                           if feats.support[best] < model.thresholds.min_support
-                           else f"the model is unsure (probability {prob[best]:.2f})", *reasons]
+                th = model.thresholds
+                if prob[best] >= th.escalate:  # deferred by `_corroborated`
+                    lead = (f"leans to attack (probability {prob[best]:.2f}) but no alert group stands on its own "
+                           "evidence (a rule with few verdicts, or risk lent by the host's other alerts)")
+                elif feats.support[best] < th.min_support:
+                    lead = "no analyst verdicts yet on rule " + str(feats.rule[best])
+                else:
+                    lead = f"the model is unsure (probability {prob[best]:.2f})"
+                reasons = [lead, *reasons]
             incidents.append(Incident("", gids, _incident_score(prob[gids], tac), ESCALATE, kind == DEFER,
                                       tac, reasons))
     # Routine groups: one incident per (disposition, rule, host), so the noise stays auditable.
