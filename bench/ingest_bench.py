@@ -62,8 +62,8 @@ print(json.dumps({"events": report.events, "quarantined": report.quarantined,
 """
 
 
-def _child_rss(code: str, args: list[str]) -> tuple[float, int, str]:
-    """Like _child but measures this child's own peak RSS with wait4 (not the running maximum)."""
+def _child_rss(code: str, args: list[str]) -> tuple[float, int, str, float]:
+    """Run `code` in a child; its wall time, own peak RSS and CPU time (user+sys) via wait4."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -74,7 +74,7 @@ def _child_rss(code: str, args: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"child failed: {err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, out.strip()
+    return wall, usage.ru_maxrss * 1024, out.strip(), usage.ru_utime + usage.ru_stime
 
 
 def _evtx_all() -> list[str]:
@@ -154,13 +154,14 @@ def main() -> None:
             row: dict = {"workload": name, "files": len(files),
                          "bytes": sum(os.path.getsize(f) for f in files)}
             if name.startswith("evtx"):
-                wall, rss, out = _child_rss(_BARE_EVTX, files)
-                row["bare_evtx"] = {"seconds": round(wall, 3), "records": int(out), "peak_rss_mb": rss // 2**20,
-                                    "rate": round(int(out) / wall)}
+                wall, rss, out, cpu = _child_rss(_BARE_EVTX, files)
+                row["bare_evtx"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "records": int(out),
+                                    "peak_rss_mb": rss // 2**20, "rate": round(int(out) / wall)}
             home = tmp / f"home-{name}"
-            wall, rss, out = _child_rss(_PHAGO, [str(home), *files])
+            wall, rss, out, cpu = _child_rss(_PHAGO, [str(home), *files])
             rep = json.loads(out)
-            row["phagocyte"] = {"seconds": round(wall, 3), **rep, "peak_rss_mb": rss // 2**20,
+            row["phagocyte"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), **rep,
+                                "peak_rss_mb": rss // 2**20,
                                 "rate": round(rep["events"] / wall)}
             if "bare_evtx" in row:
                 row["ratio_vs_bare"] = round(row["phagocyte"]["rate"] / row["bare_evtx"]["rate"], 3)
@@ -173,12 +174,14 @@ def main() -> None:
             "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print("\n| workload | files | events | Phagocyte s | events/s | peak MB | bare evtx records/s | ratio |")
+    print("\n| workload | files | events | Phagocyte s (CPU s) | events/s | peak MB | bare evtx records/s "
+          "(s, CPU s) | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         p, b = r["phagocyte"], r.get("bare_evtx")
-        bare = f"{b['rate']:,}" if b else "-"
-        print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} | {p['rate']:,} | "
+        bare = f"{b['rate']:,} ({b['seconds']}, {b['cpu_seconds']})" if b else "-"
+        print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} ({p['cpu_seconds']}) | "
+              f"{p['rate']:,} | "
               f"{p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} |")
 
 
