@@ -62,11 +62,16 @@ print(json.dumps({"events": report.events, "quarantined": report.quarantined,
 """
 
 
-def _child_rss(code: str, args: list[str]) -> tuple[float, int, str, float]:
-    """Run `code` in a child; its wall time, own peak RSS and CPU time (user+sys) via wait4."""
+def _child_rss(code: str, args: list[str], src: str | None = None) -> tuple[float, int, str, float]:
+    """Run `code` in a child; its wall time, own peak RSS and CPU time (user+sys) via wait4.
+
+    `src`: import ``phagocyte`` from this folder (another checkout's ``src``) instead."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env)
     assert proc.stdout and proc.stderr
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
@@ -135,6 +140,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller generated inputs")
     ap.add_argument("--only", nargs="*", help="workload names to run")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "ingest.json"))
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also run the ingest of another checkout's src folder (e.g. ../main/src) on the "
+                         "same inputs, right before this one: a before/after ratio on a shared, noisy machine")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="phago-bench-"))
     results = []
@@ -158,11 +166,19 @@ def main() -> None:
                 row["bare_evtx"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "records": int(out),
                                     "peak_rss_mb": rss // 2**20, "rate": round(int(out) / wall)}
             home = tmp / f"home-{name}"
+            if args.baseline:
+                wall, rss, out, cpu = _child_rss(_PHAGO, [str(tmp / f"base-{name}"), *files], args.baseline)
+                rep = json.loads(out)
+                row["baseline"] = {"src": args.baseline, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+                                   **rep, "peak_rss_mb": rss // 2**20, "rate": round(rep["events"] / wall)}
+                shutil.rmtree(tmp / f"base-{name}", ignore_errors=True)
             wall, rss, out, cpu = _child_rss(_PHAGO, [str(home), *files])
             rep = json.loads(out)
             row["phagocyte"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), **rep,
                                 "peak_rss_mb": rss // 2**20,
                                 "rate": round(rep["events"] / wall)}
+            if "baseline" in row:
+                row["cpu_vs_baseline"] = round(row["phagocyte"]["cpu_seconds"] / row["baseline"]["cpu_seconds"], 3)
             if "bare_evtx" in row:
                 row["ratio_vs_bare"] = round(row["phagocyte"]["rate"] / row["bare_evtx"]["rate"], 3)
             shutil.rmtree(home, ignore_errors=True)
@@ -175,15 +191,15 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print("\n| workload | files | events | Phagocyte s (CPU s) | events/s | peak MB | bare evtx records/s "
-          "(s, CPU s) | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "(s, CPU s) | ratio | baseline s (CPU s), peak MB | CPU vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        p, b = r["phagocyte"], r.get("bare_evtx")
+        p, b, base = r["phagocyte"], r.get("bare_evtx"), r.get("baseline")
         bare = f"{b['rate']:,} ({b['seconds']}, {b['cpu_seconds']})" if b else "-"
+        was = f"{base['seconds']} ({base['cpu_seconds']}), {base['peak_rss_mb']}" if base else "-"
         print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} ({p['cpu_seconds']}) | "
-              f"{p['rate']:,} | "
-              f"{p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} |")
-
+              f"{p['rate']:,} | {p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} | {was} | "
+              f"{r.get('cpu_vs_baseline', '-')} |")
 
 if __name__ == "__main__":
     main()
