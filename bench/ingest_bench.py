@@ -4,7 +4,11 @@ Each measurement runs in a fresh child process, so wall time and peak memory (``
 that child alone) are its own. Inputs come from ``../shared/data`` (unpacked into the evaluation
 cache) and are never copied into the repository; larger inputs are generated in a temp folder.
 
-    python bench/ingest_bench.py [--quick] [--out bench/results/ingest.json]
+    python bench/ingest_bench.py [--quick] [--only NAME...] [--baseline ../main/src] [--out bench/results/ingest.json]
+
+Every row has wall time, CPU time (user+sys) and peak RSS; on a shared machine compare CPU
+times, and use ``--baseline`` (another checkout's ``src``, run on the same inputs just before)
+for a before/after ratio.
 
 Workloads:
   evtx-all      every .evtx of evtx_attack_samples + deepbluecli_evtx + evtx_parser_samples
