@@ -4,7 +4,11 @@ Each measurement runs in a fresh child process, so wall time and peak memory (``
 that child alone) are its own. Inputs come from ``../shared/data`` (unpacked into the evaluation
 cache) and are never copied into the repository; larger inputs are generated in a temp folder.
 
-    python bench/ingest_bench.py [--quick] [--out bench/results/ingest.json]
+    python bench/ingest_bench.py [--quick] [--only NAME...] [--baseline ../main/src] [--out bench/results/ingest.json]
+
+Every row has wall time, CPU time (user+sys) and peak RSS; on a shared machine compare CPU
+times, and use ``--baseline`` (another checkout's ``src``, run on the same inputs just before)
+for a before/after ratio.
 
 Workloads:
   evtx-all      every .evtx of evtx_attack_samples + deepbluecli_evtx + evtx_parser_samples
@@ -62,11 +66,16 @@ print(json.dumps({"events": report.events, "quarantined": report.quarantined,
 """
 
 
-def _child_rss(code: str, args: list[str]) -> tuple[float, int, str]:
-    """Like _child but measures this child's own peak RSS with wait4 (not the running maximum)."""
+def _child_rss(code: str, args: list[str], src: str | None = None) -> tuple[float, int, str, float]:
+    """Run `code` in a child; its wall time, own peak RSS and CPU time (user+sys) via wait4.
+
+    `src`: import ``phagocyte`` from this folder (another checkout's ``src``) instead."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env)
     assert proc.stdout and proc.stderr
     out = proc.stdout.read().decode()
     err = proc.stderr.read().decode()
@@ -74,7 +83,7 @@ def _child_rss(code: str, args: list[str]) -> tuple[float, int, str]:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"child failed: {err[-2000:]}")
-    return wall, usage.ru_maxrss * 1024, out.strip()
+    return wall, usage.ru_maxrss * 1024, out.strip(), usage.ru_utime + usage.ru_stime
 
 
 def _evtx_all() -> list[str]:
@@ -135,6 +144,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller generated inputs")
     ap.add_argument("--only", nargs="*", help="workload names to run")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "ingest.json"))
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also run the ingest of another checkout's src folder (e.g. ../main/src) on the "
+                         "same inputs, right before this one: a before/after ratio on a shared, noisy machine")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="phago-bench-"))
     results = []
@@ -154,14 +166,23 @@ def main() -> None:
             row: dict = {"workload": name, "files": len(files),
                          "bytes": sum(os.path.getsize(f) for f in files)}
             if name.startswith("evtx"):
-                wall, rss, out = _child_rss(_BARE_EVTX, files)
-                row["bare_evtx"] = {"seconds": round(wall, 3), "records": int(out), "peak_rss_mb": rss // 2**20,
-                                    "rate": round(int(out) / wall)}
+                wall, rss, out, cpu = _child_rss(_BARE_EVTX, files)
+                row["bare_evtx"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "records": int(out),
+                                    "peak_rss_mb": rss // 2**20, "rate": round(int(out) / wall)}
             home = tmp / f"home-{name}"
-            wall, rss, out = _child_rss(_PHAGO, [str(home), *files])
+            if args.baseline:
+                wall, rss, out, cpu = _child_rss(_PHAGO, [str(tmp / f"base-{name}"), *files], args.baseline)
+                rep = json.loads(out)
+                row["baseline"] = {"src": args.baseline, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+                                   **rep, "peak_rss_mb": rss // 2**20, "rate": round(rep["events"] / wall)}
+                shutil.rmtree(tmp / f"base-{name}", ignore_errors=True)
+            wall, rss, out, cpu = _child_rss(_PHAGO, [str(home), *files])
             rep = json.loads(out)
-            row["phagocyte"] = {"seconds": round(wall, 3), **rep, "peak_rss_mb": rss // 2**20,
+            row["phagocyte"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), **rep,
+                                "peak_rss_mb": rss // 2**20,
                                 "rate": round(rep["events"] / wall)}
+            if "baseline" in row:
+                row["cpu_vs_baseline"] = round(row["phagocyte"]["cpu_seconds"] / row["baseline"]["cpu_seconds"], 3)
             if "bare_evtx" in row:
                 row["ratio_vs_bare"] = round(row["phagocyte"]["rate"] / row["bare_evtx"]["rate"], 3)
             shutil.rmtree(home, ignore_errors=True)
@@ -173,14 +194,16 @@ def main() -> None:
             "python": platform.python_version(), "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print("\n| workload | files | events | Phagocyte s | events/s | peak MB | bare evtx records/s | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| workload | files | events | Phagocyte s (CPU s) | events/s | peak MB | bare evtx records/s "
+          "(s, CPU s) | ratio | baseline s (CPU s), peak MB | CPU vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        p, b = r["phagocyte"], r.get("bare_evtx")
-        bare = f"{b['rate']:,}" if b else "-"
-        print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} | {p['rate']:,} | "
-              f"{p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} |")
-
+        p, b, base = r["phagocyte"], r.get("bare_evtx"), r.get("baseline")
+        bare = f"{b['rate']:,} ({b['seconds']}, {b['cpu_seconds']})" if b else "-"
+        was = f"{base['seconds']} ({base['cpu_seconds']}), {base['peak_rss_mb']}" if base else "-"
+        print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} ({p['cpu_seconds']}) | "
+              f"{p['rate']:,} | {p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} | {was} | "
+              f"{r.get('cpu_vs_baseline', '-')} |")
 
 if __name__ == "__main__":
     main()

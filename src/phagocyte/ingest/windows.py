@@ -116,8 +116,13 @@ def _lookup(index: int) -> str:
 
 
 def _e(key: str) -> str:
-    """An EventData value, NULL when absent, empty or '-' (Windows' own 'no value')."""
-    return f"NULLIF(NULLIF(_e.\"{key}\", '-'), '')"
+    """An EventData value, NULL when absent, empty or '-' (Windows' own 'no value').
+
+    A column of the ``CLEAN`` stage: written out inline at each of its ~80 uses, the expressions
+    made planning the query cost ~60 ms (a fixed cost per pool of records)."""
+    if key not in EVENTDATA_KEYS:
+        raise ValueError(f"EventData key {key!r} is not parsed (add it to EVENTDATA_KEYS)")
+    return f'"_v_{key}"'
 
 
 def _basename(expr: str) -> str:
@@ -126,7 +131,10 @@ def _basename(expr: str) -> str:
 
 _ACCOUNT_IDS = ", ".join(str(e) for e in ACCOUNT_EVENTS)
 
-# Stage 3: values used by several ECS fields, computed once per record.
+# Stage 3: each promoted EventData value, cleaned once per record.
+CLEAN: dict[str, str] = {f"_v_{k}": f"NULLIF(NULLIF(_e.\"{k}\", '-'), '')" for k in EVENTDATA_KEYS}
+
+# Stage 4: values used by several ECS fields, computed once per record.
 INTERMEDIATE: dict[str, str] = {
     "_is4688": "(_eid = 4688 AND _fam = 'security')",
     "_account": f"(_eid IN ({_ACCOUNT_IDS}))",
@@ -139,7 +147,7 @@ INTERMEDIATE: dict[str, str] = {
                    f"CASE WHEN _e.\"ObjectType\" = 'File' THEN {_e('ObjectName')} END)"),
 }
 
-# Stage 4, part 1: executables (need _is4688).
+# Stage 5: executables (need _is4688).
 EXECUTABLES: dict[str, str] = {
     "_exe": (f"CASE WHEN _is4688 THEN {_e('NewProcessName')} "
              f"ELSE COALESCE({_e('Image')}, {_e('SourceImage')}, {_e('ProcessName')}, {_e('Application')}) END"),
@@ -257,4 +265,4 @@ def ed_transform(ed_expr: str) -> str:
 
 def windows_stages(ed_column: str = "_ed") -> list[dict[str, str]]:
     """The stages a Windows reader appends after extracting its private columns."""
-    return [{"_e": ed_transform(ed_column), "_fam": FAMILY}, INTERMEDIATE, EXECUTABLES, WINDOWS_OUTER]
+    return [{"_e": ed_transform(ed_column), "_fam": FAMILY}, CLEAN, INTERMEDIATE, EXECUTABLES, WINDOWS_OUTER]

@@ -33,9 +33,11 @@ _SYS = {
     "Correlation": {"#attributes": {"ActivityID": "VARCHAR"}},
 }
 _S = "j.Event.System"
+# A JSON value from json_transform is minified text: an object is one that starts with '{'
+# (json_type() would parse each EventData again).
 _ED = (
-    "CASE WHEN json_type(j.Event.EventData) = 'OBJECT' THEN j.Event.EventData "
-    "WHEN json_type(j.Event.UserData) = 'OBJECT' THEN (json_extract(j.Event.UserData, '$.*'))[1] END"
+    "CASE WHEN starts_with(j.Event.EventData, '{') THEN j.Event.EventData "
+    "WHEN starts_with(j.Event.UserData, '{') THEN (json_extract(j.Event.UserData, '$.*'))[1] END"
 )
 _EID = (
     "COALESCE("
@@ -71,6 +73,7 @@ MAPPING = JsonMapping(
     {"Event": {"System": _SYS, "EventData": "JSON", "UserData": "JSON"}},
     MAPPING_FIRST,
     keep_original=False,
+    trusted=True,
     stages=windows_stages(),
 )
 
