@@ -15,18 +15,17 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaRuleLocation
-from sigma.filters import SigmaFilter
-from sigma.rule import SigmaRule
+from typing import TYPE_CHECKING, Any
 
 from phagocyte import __version__
 from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
-from phagocyte.detect.sigma.backend import CompiledRule, compile_rule
+from phagocyte.detect.sigma.backend import CompiledRule
 from phagocyte.detect.sigma.pipeline import SECURITY_4688, Route, is_process_creation, phagocyte_pipeline
+
+if TYPE_CHECKING:  # pySigma is imported when rules are compiled, not when a cached compilation is read
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.filters import SigmaFilter
+    from sigma.rule import SigmaRule
 
 __all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
 
@@ -83,6 +82,9 @@ def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
 
 
 def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule | SigmaFilter]:
+    from sigma.collection import SigmaCollection
+    from sigma.exceptions import SigmaRuleLocation
+
     try:
         size = path.stat().st_size
         if size > MAX_RULE_BYTES:
@@ -140,12 +142,31 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
             except (ValueError, KeyError, TypeError):  # a stale or broken cache is rebuilt
                 pass
     rs = _compile(files)
-    if key is not None:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_to_json(rs)), encoding="utf-8")
-        os.replace(tmp, key)
+    if key is not None and cache_dir is not None:
+        tmp = key.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            key.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(_to_json(rs)), encoding="utf-8")
+            os.replace(tmp, key)
+            _prune(cache_dir, key)
+        except OSError:  # an unwritable cache costs the next run its compile time, nothing more
+            tmp.unlink(missing_ok=True)
     return rs
+
+
+CACHE_KEEP = 8
+"""Compiled rule sets kept per cache folder (one per distinct rule path and version of it)."""
+
+
+def _prune(cache_dir: Path, keep: Path) -> None:
+    """Drop all but the newest CACHE_KEEP compiled rule sets (edited rules leave old ones behind)."""
+    try:
+        old = sorted(cache_dir.glob("rules-*.json"), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for f in old[CACHE_KEEP:]:
+        if f != keep:
+            f.unlink(missing_ok=True)
 
 
 def _to_json(rs: RuleSet) -> dict[str, Any]:
@@ -170,6 +191,12 @@ def _from_json(d: dict[str, Any]) -> RuleSet:
 
 
 def _compile(files: list[Path]) -> RuleSet:
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.filters import SigmaFilter
+    from sigma.rule import SigmaRule
+
+    from phagocyte.detect.sigma.compiler import compile_rule
+
     rs = RuleSet(files=len(files))
     items: list[SigmaRule | SigmaCorrelationRule | SigmaFilter] = []
     for f in files:
