@@ -75,21 +75,79 @@ class Engine:
         finally:
             con.close()
 
-    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
+    def _plan(self, con: duckdb.DuckDBPyConnection, rules: list[CompiledRule],
+              prepared: set[str]) -> Iterator[tuple[list[CompiledRule], int | None]]:
+        """Chunks of rules to run on the route's prepared rows `g`: (rules, None), or (rules, base)
+        for prefiltered rules numbered base, base + 1, ... in `cand_g`.
+
+        The literal prefilter: every literal the rules need (`CompiledRule.needs`) is looked for in
+        its lower-cased column, all at once (one join per column, in DuckDB); each (row, rule) pair
+        found becomes a row of `cand_g` (the rule's number and the prepared row), and a prefiltered
+        rule then runs on its own candidate rows only. A rule none of whose literals occurs in the
+        batch never runs. Rules without a literal list run on every row, as before."""
+        def usable(r: CompiledRule) -> bool:
+            return bool(r.needs) and all(c in prepared for c, _ in r.needs or ())
+
+        plain = [r for r in rules if not usable(r)]
+        for start in range(0, len(plain), CHUNK_RULES):
+            yield plain[start:start + CHUNK_RULES], None
+        pre = [r for r in rules if usable(r)]
+        if not pre:
+            return
+        cols: dict[str, tuple[list[str], list[int]]] = {}
+        for i, r in enumerate(pre):
+            for c, lit in r.needs or ():
+                lits, idx = cols.setdefault(c, ([], []))
+                lits.append(lit)
+                idx.append(i)
+        parts = []
+        for n, (c, (lits, idx)) in enumerate(cols.items()):
+            con.register(f"lits{n}", pa.table({"lit": pa.array(lits, pa.string()), "r": pa.array(idx, pa.int32())}))
+            col = '"' + c.replace('"', '""') + '"'
+            parts.append(f"SELECT g.__i, l.r FROM g JOIN lits{n} l ON contains(g.{col}, l.lit)")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT DISTINCT __i, r FROM ({' UNION ALL '.join(parts)})")
+        for n in range(len(cols)):
+            con.unregister(f"lits{n}")
+        found = [i for (i,) in con.execute("SELECT DISTINCT r FROM cand ORDER BY r").fetchall()]
+        if not found:
+            return
+        # The rules that have candidates are renumbered 0..n-1, so that a chunk is a range of numbers.
+        renumber = pa.table({"r": pa.array(found, pa.int32()), "__r": pa.array(range(len(found)), pa.int32())})
+        con.register("renumber", renumber)
+        con.execute("CREATE OR REPLACE TEMP TABLE cand_g AS SELECT m.__r, g.* FROM cand c "
+                    "JOIN renumber m USING (r) JOIN g USING (__i)")
+        con.unregister("renumber")
+        live = [pre[i] for i in found]
+        for start in range(0, len(live), CHUNK_RULES):
+            yield live[start:start + CHUNK_RULES], start
+
+    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule],
+                   base: int | None = None) -> list[tuple[int, int]]:
         """(row, index in chunk) of every match. One filter pipeline per rule in one query: a WHERE
         short-circuits AND/OR per row (a boolean in a SELECT list evaluates every operand on every
-        row). If the query fails, each rule runs alone and the ones that fail are set aside with
-        their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
-        sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
+        row). Prefiltered rules (`base` given) run on their candidate rows only (`cand_g`), each in
+        its own CASE branch. If the query fails, each rule runs alone and the ones that fail are set
+        aside with their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
+        if base is not None:
+            whens = " ".join(f"WHEN {base + i} THEN {r.condition}" for i, r in enumerate(chunk))
+            sql = (f"SELECT __i, __r - {base} FROM cand_g WHERE __r BETWEEN {base} AND {base + len(chunk) - 1} "
+                   f"AND CASE __r {whens} END")
+
+            def alone(i: int, r: CompiledRule) -> str:
+                return f"SELECT __i FROM cand_g WHERE __r = {base + i} AND {r.condition}"
+        else:
+            sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
+
+            def alone(i: int, r: CompiledRule) -> str:
+                return f"SELECT __i FROM g WHERE {r.condition}"
         try:
             return [(row, i) for row, i in con.execute(sql).fetchall()]
         except duckdb.Error:
-            if len(chunk) == 1:
-                raise
+            pass  # find the rule(s) at fault: each runs alone below
         out: list[tuple[int, int]] = []
         for i, r in enumerate(chunk):
             try:
-                out.extend((row, i) for (row,) in con.execute(f"SELECT __i FROM g WHERE {r.condition}").fetchall())
+                out.extend((row, i) for (row,) in con.execute(alone(i, r)).fetchall())
             except duckdb.Error as exc:
                 with self._lock:
                     self.failed[r.id] = f"{r.title}: {str(exc).splitlines()[0][:300]}"
@@ -132,9 +190,8 @@ class Engine:
             con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
                         f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
             rules = [r for r in g.rules if r.id not in self.failed]
-            for start in range(0, len(rules), CHUNK_RULES):
-                chunk = rules[start:start + CHUNK_RULES]
-                for row, i in self._run_chunk(con, chunk):
+            for chunk, base in self._plan(con, rules, {alias(k, f) for k, f in g.columns}):
+                for row, i in self._run_chunk(con, chunk, base):
                     hits[id(chunk[i])].append(row)
                 for r in chunk:
                     if r.keep and hits.get(id(r)):

@@ -53,6 +53,10 @@ class CompiledRule:
     """Fields whose raw values are returned with each match (correlation group-by and counted fields)."""
     variant: str | None = None
     """Set on a second form of a rule for another log (`security-4688` for process creation)."""
+    needs: list[list[str]] | None = None
+    """[prepared lower-cased column, literal] pairs of which a row must hold at least one (the literal
+    in the column's value) for the condition to be true; None: no such list (every row is tried).
+    The engine scans for all rules' literals at once and runs each rule only on the rows that have one."""
 
     def sql(self) -> str:
         """A stand-alone query over the `events` view returning the matching events' `event.id`."""

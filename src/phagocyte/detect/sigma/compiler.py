@@ -41,6 +41,7 @@ from sigma.types import (
 from phagocyte.detect.sigma.backend import CompiledRule, alias
 from phagocyte.detect.sigma.pipeline import Route, route_for
 from phagocyte.ingest.jsonmap import sql_str
+from phagocyte.schema import FIELD_TYPES
 
 __all__ = ["MULTI_PATTERN_MIN", "UnsupportedRule", "compile_rule"]
 
@@ -237,12 +238,68 @@ class _Compiler:
         raise UnsupportedRule(f"unsupported keyword value {type(v).__name__}")
 
 
+Needs = list[tuple[str, str]]
+
+
+def _odds(col: str, lit: str) -> float:
+    """A rough chance that a row holds `lit` in `col` (longer literals are rarer; the routing
+    columns, EventID and channel, hold the same few values on every row of a route)."""
+    if col[2:] in FIELD_TYPES:
+        return 0.9
+    return 0.5 ** min(len(lit), 24)
+
+
+def _needs(n: Any, columns: set[tuple[str, str]]) -> Needs | None:
+    """Literals of which a row must hold at least one, in the lower-cased column named, for the
+    condition `n` to be true (the engine's prefilter); None when no such list can be told (NOT,
+    regular expressions, comparisons, existence, keywords). Sound by construction: AND needs what
+    any one of its operands needs (the rarest is taken), OR what all of them need together, a
+    string pattern each of its literal pieces (its longest is taken); the literals are lower-cased
+    exactly as the rule's own comparison values, and compared with the same prepared column."""
+    if isinstance(n, ConditionAND):
+        options = [x for x in (_needs(a, columns) for a in n.args) if x]
+        return min(options, key=lambda x: sum(_odds(c, lit) for c, lit in x)) if options else None
+    if isinstance(n, ConditionOR):
+        return _any_needs(n.args, columns)
+    if isinstance(n, ConditionFieldEqualsValueExpression) and n.field is not None:
+        return _value_needs(n.field, n.value, columns)
+    return None
+
+
+def _any_needs(args: Iterable[Any], columns: set[tuple[str, str]]) -> Needs | None:
+    """What an OR of `args` needs: what each of them needs, together."""
+    out: Needs = []
+    for a in args:
+        x = _needs(a, columns)
+        if not x:
+            return None
+        out += x
+    return list(dict.fromkeys(out)) or None
+
+
+def _value_needs(name: str, v: Any, columns: set[tuple[str, str]]) -> Needs | None:
+    if ("l", name) not in columns:
+        return None
+    if isinstance(v, SigmaExpansion):
+        return _any_needs((ConditionFieldEqualsValueExpression(name, x) for x in v.values), columns)
+    if isinstance(v, SigmaString) and not isinstance(v, SigmaCasedString):
+        lits = [t for k, t in _Pattern.of(v, lower=True).pieces if k == "s" and t]
+        return [(alias("l", name), max(lits, key=len))] if lits else None
+    if isinstance(v, SigmaBool):
+        return [(alias("l", name), "true" if v.boolean else "false")]
+    if isinstance(v, SigmaNumber):
+        return [(alias("l", name), str(v.number).lower())]
+    return None
+
+
 def compile_rule(rule: SigmaRule, route: Route | None = None, variant: str | None = None) -> CompiledRule:
     """Compile one rule the processing pipeline has already been applied to (on its log source's
     route, or on `route` for a `variant` of it)."""
     route = route or route_for(rule.logsource)
     comp = _Compiler(rule, route)
-    conds = [comp.node(c.parsed) for c in rule.detection.parsed_condition]
+    parsed = [c.parsed for c in rule.detection.parsed_condition]
+    conds = [comp.node(p) for p in parsed]
+    needs = _any_needs(parsed, comp.columns)
     condition = conds[0] if len(conds) == 1 else "(" + " OR ".join(conds) + ")"
     level = rule.level.name.lower() if rule.level is not None else None
     status = rule.status.name.lower() if rule.status is not None else None
@@ -257,6 +314,7 @@ def compile_rule(rule: SigmaRule, route: Route | None = None, variant: str | Non
         route=route,
         condition=condition,
         columns=comp.columns,
+        needs=[list(x) for x in needs] if needs else None,
         name=rule.name,
         generate=True,
         variant=variant,
