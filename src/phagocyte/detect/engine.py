@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import re2
 
 from phagocyte.alerts import make_alert
 from phagocyte.detect.correlation import Match, evaluate_correlations
@@ -57,6 +58,8 @@ class Engine:
         self.failed: dict[str, str] = {}
         """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
         self._lock = threading.Lock()
+        self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
+        """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -75,7 +78,7 @@ class Engine:
         finally:
             con.close()
 
-    def _plan(self, con: duckdb.DuckDBPyConnection, rules: list[CompiledRule],
+    def _plan(self, con: duckdb.DuckDBPyConnection, g_key: str, rules: list[CompiledRule],
               prepared: set[str]) -> Iterator[tuple[list[CompiledRule], int | None]]:
         """Chunks of rules to run on the route's prepared rows `g`: (rules, None), or (rules, base)
         for prefiltered rules numbered base, base + 1, ... in `cand_g`.
@@ -102,12 +105,17 @@ class Engine:
                 idx.append(i)
         parts = []
         for n, (c, (lits, idx)) in enumerate(cols.items()):
-            con.register(f"lits{n}", pa.table({"lit": pa.array(lits, pa.string()), "r": pa.array(idx, pa.int32())}))
             col = '"' + c.replace('"', '""') + '"'
-            parts.append(f"SELECT g.__i, l.r FROM g JOIN lits{n} l ON contains(g.{col}, l.lit)")
+            values = [v for (v,) in con.execute(f"SELECT DISTINCT {col} FROM g WHERE {col} IS NOT NULL").fetchall()]
+            key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
+            if (lset := self._sets.get(key)) is None:
+                lset = self._sets[key] = _LiteralSet(lits, idx, fold=c == "kw")
+            hit_v, hit_r = lset.hits(values)
+            con.register(f"hits{n}", pa.table({"v": pa.array(hit_v, pa.string()), "r": pa.array(hit_r, pa.int32())}))
+            parts.append(f"SELECT g.__i, h.r FROM g JOIN hits{n} h ON g.{col} = h.v")
         con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT DISTINCT __i, r FROM ({' UNION ALL '.join(parts)})")
         for n in range(len(cols)):
-            con.unregister(f"lits{n}")
+            con.unregister(f"hits{n}")
         found = [i for (i,) in con.execute("SELECT DISTINCT r FROM cand ORDER BY r").fetchall()]
         if not found:
             return
@@ -190,7 +198,7 @@ class Engine:
             con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
                         f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
             rules = [r for r in g.rules if r.id not in self.failed]
-            for chunk, base in self._plan(con, rules, {alias(k, f) for k, f in g.columns}):
+            for chunk, base in self._plan(con, g.route.key, rules, {alias(k, f) for k, f in g.columns}):
                 for row, i in self._run_chunk(con, chunk, base):
                     hits[id(chunk[i])].append(row)
                 for r in chunk:
@@ -207,6 +215,61 @@ class Engine:
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, events[row], kept.get((id(r), row), {}))
+
+
+SET_MAX_MEM = 64 * 1024 * 1024
+"""Memory budget of one RE2 set (a literal set's automaton needs far less)."""
+
+
+def fold_keywords(text: str) -> str:
+    """Record text as keyword literals are looked for in it: lower-cased, with the two non-ASCII
+    characters RE2's `(?i)` equates with ASCII letters (long s, and the Kelvin sign, which
+    `lower()` already maps to `k`) mapped to them, so that the prefilter finds every record the
+    keyword's case-insensitive regular expression can match."""
+    return text.lower().replace("\u017f", "s")
+
+
+class _LiteralSet:
+    """All the literals rules need in one column, and which rules need each: one RE2 set, matched
+    as literals (a single pass over each value, whatever the number of literals).
+
+    RE2 can give up on a set when its automaton outgrows its memory, and then reports no match:
+    an always-matching sentinel (the empty literal, added last) tells that case apart, and such a
+    value keeps every rule of the column (nothing is lost)."""
+
+    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False) -> None:
+        self.fold = fold
+        """Values are raw record text (keywords): matched after `fold_keywords`."""
+        distinct = list(dict.fromkeys(lits))
+        pos = {lit: i for i, lit in enumerate(distinct)}
+        self.by_lit: list[list[int]] = [[] for _ in distinct]
+        for lit, r in zip(lits, rules, strict=True):
+            self.by_lit[pos[lit]].append(r)
+        opts = re2.Options()
+        opts.literal = True
+        opts.max_mem = SET_MAX_MEM
+        opts.log_errors = False
+        self.set = re2.Set.SearchSet(opts)
+        for lit in distinct:
+            self.set.Add(lit)
+        self.sentinel = self.set.Add("")
+        self.set.Compile()
+        self.every = sorted(set(rules))
+
+    def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
+        """(value, rule) for every value and every rule one of whose literals the value holds."""
+        out_v: list[str] = []
+        out_r: list[int] = []
+        for v in values:
+            found = self.set.Match(fold_keywords(v) if self.fold else v)
+            if self.sentinel not in found:  # the set gave up on this value: keep every rule
+                hit: Iterable[int] = self.every
+            else:
+                hit = sorted({r for i in found if i != self.sentinel for r in self.by_lit[i]})
+            for r in hit:
+                out_v.append(v)
+                out_r.append(r)
+        return out_v, out_r
 
 
 def _is_json(f: str) -> bool:

@@ -263,6 +263,28 @@ def _needs(n: Any, columns: set[tuple[str, str]]) -> Needs | None:
         return _any_needs(n.args, columns)
     if isinstance(n, ConditionFieldEqualsValueExpression) and n.field is not None:
         return _value_needs(n.field, n.value, columns)
+    if isinstance(n, ConditionFieldEqualsValueExpression | ConditionValueExpression):
+        return _keyword_needs(n.value)
+    return None
+
+
+def _keyword_needs(v: Any) -> Needs | None:
+    """A keyword matches case-insensitively (RE2 `(?i)`) anywhere in the record (`kw`): its longest
+    literal piece, lower-cased, is looked for in the record folded by `engine.fold_keywords`. Only
+    ASCII literals: RE2's case folding pairs an ASCII letter with a non-ASCII character only for
+    `k` (Kelvin sign) and `s` (long s), which that folding maps; other scripts are not tried."""
+    if isinstance(v, SigmaExpansion):
+        out: Needs = []
+        for x in v.values:
+            n = _keyword_needs(x)
+            if not n:
+                return None
+            out += n
+        return list(dict.fromkeys(out)) or None
+    if isinstance(v, SigmaString):
+        lits = [t.lower() for k, t in _Pattern.of(v, lower=False).pieces if k == "s" and t]
+        best = max(lits, key=len) if lits else ""
+        return [("kw", best)] if best and best.isascii() else None
     return None
 
 
