@@ -235,7 +235,8 @@ class _LiteralSet:
 
     RE2 can give up on a set when its automaton outgrows its memory, and then reports no match:
     an always-matching sentinel (the empty literal, added last) tells that case apart, and such a
-    value keeps every rule of the column (nothing is lost)."""
+    value keeps every rule of the column (nothing is lost); so does every value when the set
+    cannot even be compiled."""
 
     def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False) -> None:
         self.fold = fold
@@ -249,20 +250,23 @@ class _LiteralSet:
         opts.literal = True
         opts.max_mem = SET_MAX_MEM
         opts.log_errors = False
-        self.set = re2.Set.SearchSet(opts)
-        for lit in distinct:
-            self.set.Add(lit)
-        self.sentinel = self.set.Add("")
-        self.set.Compile()
         self.every = sorted(set(rules))
+        self.set: re2.Set | None = re2.Set.SearchSet(opts)
+        try:
+            for lit in distinct:
+                self.set.Add(lit)
+            self.sentinel = self.set.Add("")
+            self.set.Compile()
+        except re2.error:  # too big for its memory budget: no prefilter on this column
+            self.set, self.sentinel = None, -1
 
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
         """(value, rule) for every value and every rule one of whose literals the value holds."""
         out_v: list[str] = []
         out_r: list[int] = []
         for v in values:
-            found = self.set.Match(fold_keywords(v) if self.fold else v)
-            if self.sentinel not in found:  # the set gave up on this value: keep every rule
+            found = self.set.Match(fold_keywords(v) if self.fold else v) if self.set is not None else []
+            if self.sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
                 hit: Iterable[int] = self.every
             else:
                 hit = sorted({r for i in found if i != self.sentinel for r in self.by_lit[i]})
