@@ -8,6 +8,7 @@ end. One bad file or rule never stops the set: it becomes a `RuleError` with its
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -150,7 +151,8 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
             os.replace(tmp, key)
             _prune(cache_dir, key)
         except OSError:  # an unwritable cache costs the next run its compile time, nothing more
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return rs
 
 
