@@ -29,7 +29,7 @@ from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
 from phagocyte.store.parquet import ParquetStore
 
-__all__ = ["finish_detection", "register", "rule_paths", "streaming_detector", "user_cache_dir"]
+__all__ = ["finish_detection", "register", "rule_paths", "rules_cache_dir", "streaming_detector"]
 
 rules_app = typer.Typer(help="Sigma rules: check what compiles, fetch the SigmaHQ release.", no_args_is_help=True)
 
@@ -55,12 +55,15 @@ def rule_paths(settings: Settings, given: Sequence[Path] | None = None) -> list[
     return [BUILTIN_RULES, *([synced] if synced.exists() else [])]
 
 
-def user_cache_dir() -> Path:
-    """Where compiled rules are cached when no home is given: `$PHAGO_CACHE_DIR`, else the user's
-    cache folder (`$XDG_CACHE_HOME/phagocyte/sigma`), so that the second hunt of any user is warm."""
+def rules_cache_dir(settings: Settings, *, home: bool = True) -> Path:
+    """Where compiled rules are cached: `$PHAGO_CACHE_DIR` when set, else the home's `cache/`, or,
+    for a hunt without a home, the user's cache folder (`$XDG_CACHE_HOME/phagocyte/sigma`), so
+    that the second hunt of any user is warm."""
     explicit = os.environ.get("PHAGO_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser()
+    if home:
+        return settings.home / "cache"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "phagocyte" / "sigma"
 
 
@@ -70,7 +73,7 @@ def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | No
     if missing:
         raise typer.BadParameter(f"no such rule file or folder: {', '.join(map(str, missing))}", param_hint="--rules")
     t0 = time.perf_counter()
-    rs = load_rules(paths, cache_dir=cache_dir or settings.home / "cache")
+    rs = load_rules(paths, cache_dir=cache_dir or rules_cache_dir(settings))
     console.print(f"rules: {len(rs.primary):,} compiled, {len(rs.correlations)} correlations, "
                   f"{len(rs.errors)} failed ({time.perf_counter() - t0:.1f} s)"
                   + (" — see `phago rules check`" if rs.errors else ""))
@@ -147,15 +150,15 @@ def hunt(
 ) -> None:
     """Hunt with Sigma rules through logs: read them, evaluate the rules on each batch as it is read,
     print the alerts per rule, write them with --out. With --home, events and alerts are also
-    stored there; without, nothing is kept (compiled rules are cached in the user's cache folder,
-    or $PHAGO_CACHE_DIR).
+    stored there; without, nothing is kept (compiled rules are cached in the user's cache folder;
+    $PHAGO_CACHE_DIR sets the folder for every command).
 
     Exit status: 0 no alert, 4 alerts raised, 1 error."""
     settings = _settings(home)
     try:
         # Without a home, events live only in memory: each batch is evaluated as it is read and
         # dropped (no Parquet written and read back), like Zircolite's in-memory database.
-        detector = streaming_detector(settings, rules, None if home else user_cache_dir())
+        detector = streaming_detector(settings, rules, rules_cache_dir(settings, home=home is not None))
         report = _ingest_with_progress(paths, settings, format, on_table=detector,
                                        into=None if home else TransientStore())
         _print_report(report)
