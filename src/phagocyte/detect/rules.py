@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from phagocyte import __version__
 from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
 from phagocyte.detect.sigma.backend import CompiledRule
@@ -82,6 +84,9 @@ def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
                 yield f
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule | SigmaFilter]:
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaRuleLocation
@@ -98,8 +103,12 @@ def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrela
     try:
         # References are resolved later, against every rule loaded (a correlation and its rules
         # may live in different files).
-        coll = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
-                                         collect_filters=True, resolve_references=False)
+        # The YAML is read with libyaml's safe loader when PyYAML has it (what pySigma's
+        # `from_yaml` does with the pure-Python one: same documents, several times faster; parsing
+        # was most of a cold start), then handed to pySigma as dicts.
+        docs = list(yaml.load_all(text, Loader=_YAML_LOADER))
+        coll = SigmaCollection.from_dicts(docs, collect_errors=True, source=SigmaRuleLocation(path),
+                                          collect_filters=True, resolve_references=False)
     except Exception as exc:  # YAML errors and anything pySigma raises on hostile input
         errors.append(RuleError(str(path), f"{type(exc).__name__}: {_reason(exc)}"))
         return []
