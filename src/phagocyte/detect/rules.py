@@ -144,7 +144,9 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
         h = hashlib.sha256(f"{__version__}\0{CACHE_FORMAT}".encode())
         for f in files:
             st = f.stat()
-            h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            # The absolute path and the file's identity (device, inode), not `resolve()`: that
+            # walks every path component of the ~2,400 files (a tenth of a warm start).
+            h.update(f"{f.absolute()}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         key = cache_dir / f"rules-{h.hexdigest()[:24]}.json"
         if key.exists():
             try:
