@@ -10,11 +10,17 @@ repository (never copied here). Set it up once:
 Data: every EVTX file of `evtx_attack_samples` and `deepbluecli_evtx` (symlinked into one scratch
 folder, since Zircolite takes one input path), rules: SigmaHQ `rules/windows` as YAML for both
 (each tool compiles them itself), Zircolite with its `sysmon` and `windows-logsources` pipelines.
-Measured per tool: wall-clock and peak RSS of the whole process tree (polled from /proc every
-20 ms), alternating the tools `--repeat` times. Then the (rule, event) matches are compared, per
-(rule id, EVTX file content, EventRecordID), and the differences are written out for docs/.
+Runs, alternated `--repeat` times:
+- `phago hunt DIR --rules R --out F` cold (an empty compiled-rule cache, `PHAGO_CACHE_DIR`) and
+  warm (the cache the cold run left), neither keeping a store (no `--home`);
+- the same warm with `--home NEW` (events written to Parquet, alerts to the store);
+- Zircolite on the YAML rules (it converts them with pySigma at each start), and on the JSON
+  ruleset it converted once before the runs (`--save-ruleset`; its "warm" mode).
+Measured per run: wall-clock, CPU time (user + system of the process tree) and peak RSS of the
+whole process tree (polled from /proc every 20 ms). Then the (rule, event) matches are compared,
+per (rule id, EVTX file content, EventRecordID), and the differences are written out for docs/.
 
-    nice -n 10 python bench/sigma_bench.py --repeat 2 --out /tmp/sigma-bench/result.json
+    nice -n 5 python bench/sigma_bench.py --repeat 2 --out /tmp/sigma-bench/result.json
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int, int]:
+def measure(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds (user + system, whole tree), peak tree RSS bytes, exit status).
 
     CPU time is reported beside wall-clock because the machine is shared: wall-clock carries the
@@ -79,7 +85,7 @@ def measure(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int, in
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("w") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         done = threading.Event()
 
         def poll() -> None:
@@ -133,66 +139,115 @@ def phago_matches(result: Path) -> set[tuple[str, str, int]]:
     return out
 
 
+def _zircolite_ruleset(rules: Path, folder: Path, scratch: Path) -> Path | None:
+    """Zircolite's own pre-converted form of the same rules (its `--save-ruleset`), for the
+    warm-vs-warm comparison; None if the conversion fails (the bench goes on without it)."""
+    out = scratch / "zircolite-ruleset.json"
+    before = set(ZIRC.glob("ruleset-*.json"))
+    cmd = [str(ZIRC_PY), "zircolite.py", "--evtx", str(next(folder.iterdir())), "--ruleset", str(rules),
+           "--pipeline", "sysmon", "windows-logsources", "-c", "config/config.yaml", "--save-ruleset",
+           "-o", str(scratch / "zircolite-convert.json"), "-l", str(scratch / "zircolite-convert-own.log"), "-q"]
+    with (scratch / "zircolite-convert.log").open("w") as log:
+        subprocess.run(cmd, cwd=ZIRC, stdout=log, stderr=subprocess.STDOUT, check=False)
+    made = sorted(set(ZIRC.glob("ruleset-*.json")) - before)
+    if not made:
+        return None
+    shutil.move(str(made[0]), out)
+    for extra in made[1:]:
+        extra.unlink()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/sigma-bench"))
     ap.add_argument("--rules", type=Path, default=EVALDATA / "sigma" / "rules" / "windows")
     ap.add_argument("--out", type=Path, default=None, help="write figures and differences as JSON")
+    ap.add_argument("--no-home-run", action="store_true", help="skip the run that also stores (--home)")
     args = ap.parse_args()
     scratch: Path = args.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     folder = evtx_folder(scratch)
-    runs: dict[str, list[tuple[float, float, int]]] = {"phagocyte": [], "phagocyte (rules cached)": [], "zircolite": []}
+    zirc_json = _zircolite_ruleset(args.rules, folder, scratch)
+    names = ["phagocyte", "phagocyte (rules cached)", "phagocyte (rules cached, --home store)", "zircolite",
+             "zircolite (JSON ruleset)"]
+    runs: dict[str, list[tuple[float, float, int]]] = {k: [] for k in names}
     zirc_out, phago_out = scratch / "zircolite.json", scratch / "phagocyte.jsonl"
-    cache_home = Path(tempfile.mkdtemp(prefix="phago-bench-cache-"))
+    zirc_json_out = scratch / "zircolite-json.json"
+    base_env = dict(os.environ)
     for i in range(args.repeat):
-        # Cold: a fresh store and no compiled-rule cache (each rule parsed and compiled).
-        home = Path(tempfile.mkdtemp(prefix="phago-bench-"))
-        cmd = [str(PHAGO), "hunt", str(folder), "--rules", str(args.rules), "--out", str(phago_out), "--home",
-               str(home)]
-        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-{i}.log")
+        # Cold: no compiled-rule cache (each rule parsed and compiled), no store (`phago hunt`
+        # without --home keeps nothing, like Zircolite's in-memory database).
+        cache = Path(tempfile.mkdtemp(prefix="phago-bench-cache-"))
+        env = {**base_env, "PHAGO_CACHE_DIR": str(cache)}
+        cmd = [str(PHAGO), "hunt", str(folder), "--rules", str(args.rules), "--out", str(phago_out)]
+        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-{i}.log", env)
         assert rc in (0, 4), f"phago failed, see {scratch}/phago-{i}.log"
         runs["phagocyte"].append((wall, cpu, rss))
-        shutil.copytree(home / "cache", cache_home, dirs_exist_ok=True)
-        shutil.rmtree(home, ignore_errors=True)
-        # Warm: a fresh store, the compiled rules cached (a second hunt with unchanged rules).
-        home = Path(tempfile.mkdtemp(prefix="phago-bench-"))
-        shutil.copytree(cache_home, home / "cache")
-        cmd[-1] = str(home)
-        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-cached-{i}.log")
+        # Warm: the compiled rules cached by the run before (a second hunt with unchanged rules).
+        wall, cpu, rss, rc = measure(cmd, scratch, scratch / f"phago-cached-{i}.log", env)
         assert rc in (0, 4), f"phago failed, see {scratch}/phago-cached-{i}.log"
         runs["phagocyte (rules cached)"].append((wall, cpu, rss))
-        shutil.rmtree(home, ignore_errors=True)
+        if not args.no_home_run:
+            # Warm, also storing events (Parquet) and alerts in a fresh --home.
+            home = Path(tempfile.mkdtemp(prefix="phago-bench-"))
+            hcmd = [*cmd[:-1], str(scratch / "phagocyte-home.jsonl"), "--home", str(home)]
+            wall, cpu, rss, rc = measure(hcmd, scratch, scratch / f"phago-home-{i}.log", env)
+            assert rc in (0, 4), f"phago failed, see {scratch}/phago-home-{i}.log"
+            runs["phagocyte (rules cached, --home store)"].append((wall, cpu, rss))
+            shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
         zcmd = [str(ZIRC_PY), "zircolite.py", "--evtx", str(folder), "--ruleset", str(args.rules),
                 "--pipeline", "sysmon", "windows-logsources", "-c", "config/config.yaml", "-o", str(zirc_out),
                 "-l", str(scratch / f"zircolite-own-{i}.log"), "-q"]
         wall, cpu, rss, rc = measure(zcmd, ZIRC, scratch / f"zircolite-{i}.log")
         assert rc == 0, f"zircolite failed, see {scratch}/zircolite-{i}.log"
         runs["zircolite"].append((wall, cpu, rss))
+        if zirc_json is not None:
+            # Zircolite's warm mode: the ruleset it converted before, given as JSON (no pySigma at start).
+            jcmd = [str(ZIRC_PY), "zircolite.py", "--evtx", str(folder), "--ruleset", str(zirc_json),
+                    "-c", "config/config.yaml", "-o", str(zirc_json_out),
+                    "-l", str(scratch / f"zircolite-json-own-{i}.log"), "-q"]
+            wall, cpu, rss, rc = measure(jcmd, ZIRC, scratch / f"zircolite-json-{i}.log")
+            assert rc == 0, f"zircolite failed, see {scratch}/zircolite-json-{i}.log"
+            runs["zircolite (JSON ruleset)"].append((wall, cpu, rss))
     files = sum(1 for _ in folder.iterdir())
     figures = {k: {"wall_s": statistics.median(w for w, _, _ in v), "cpu_s": statistics.median(c for _, c, _ in v),
-                   "peak_rss_mb": max(r for _, _, r in v) / 1e6, "runs": len(v)} for k, v in runs.items() if v}
+                   "peak_rss_mb": max(r for _, _, r in v) / 1e6, "runs": len(v),
+                   "each": [{"wall_s": round(w, 2), "cpu_s": round(c, 2), "peak_rss_mb": round(r / 1e6)}
+                            for w, c, r in v]}
+               for k, v in runs.items() if v}
     z, p = zircolite_matches(zirc_out, folder), phago_matches(phago_out)
     only_z, only_p = z - p, p - z
-    result = {
+    zf, pf = figures["zircolite"], figures["phagocyte"]
+    result: dict[str, object] = {
         "evtx_files": files, "rules": str(args.rules), "figures": figures,
-        "speed_ratio": figures["zircolite"]["wall_s"] / figures["phagocyte"]["wall_s"],
-        "cpu_ratio": figures["zircolite"]["cpu_s"] / figures["phagocyte"]["cpu_s"],
-        "memory_ratio": figures["phagocyte"]["peak_rss_mb"] / figures["zircolite"]["peak_rss_mb"],
+        "cold": {"speed_ratio": zf["wall_s"] / pf["wall_s"], "cpu_ratio": zf["cpu_s"] / pf["cpu_s"],
+                 "memory_ratio": pf["peak_rss_mb"] / zf["peak_rss_mb"]},
         "matches": {"both": len(z & p), "zircolite_only": len(only_z), "phagocyte_only": len(only_p)},
         "zircolite_only_by_rule": Counter(r for r, _, _ in only_z).most_common(),
         "phagocyte_only_by_rule": Counter(r for r, _, _ in only_p).most_common(),
     }
-    if "phagocyte (rules cached)" in figures:
-        cached = figures["phagocyte (rules cached)"]
-        result["speed_ratio_cached"] = figures["zircolite"]["wall_s"] / cached["wall_s"]
-        result["cpu_ratio_cached"] = figures["zircolite"]["cpu_s"] / cached["cpu_s"]
+    for label, key in (("warm (Phagocyte rules cached) vs Zircolite YAML", "phagocyte (rules cached)"),
+                       ("Phagocyte cached + --home store vs Zircolite YAML", "phagocyte (rules cached, --home store)")):
+        if key in figures:
+            w = figures[key]
+            result[label] = {"speed_ratio": zf["wall_s"] / w["wall_s"], "cpu_ratio": zf["cpu_s"] / w["cpu_s"],
+                             "memory_ratio": w["peak_rss_mb"] / zf["peak_rss_mb"]}
+    if "zircolite (JSON ruleset)" in figures and "phagocyte (rules cached)" in figures:
+        zj, w = figures["zircolite (JSON ruleset)"], figures["phagocyte (rules cached)"]
+        result["warm vs warm (Phagocyte rules cached vs Zircolite JSON ruleset)"] = {
+            "speed_ratio": zj["wall_s"] / w["wall_s"], "cpu_ratio": zj["cpu_s"] / w["cpu_s"],
+            "memory_ratio": w["peak_rss_mb"] / zj["peak_rss_mb"]}
+        zj_matches = zircolite_matches(zirc_json_out, folder)
+        result["zircolite_json_vs_yaml_matches"] = {"same": zj_matches == z, "json": len(zj_matches),
+                                                    "yaml": len(z)}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-    shutil.rmtree(cache_home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -19,6 +20,12 @@ from tests.conftest import REPO, evaldata
 
 runner = CliRunner()
 DEMO = REPO / "demo"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`phago hunt` without --home caches compiled rules in the user's cache: not in tests."""
+    monkeypatch.setenv("PHAGO_CACHE_DIR", str(tmp_path / "user-cache"))
 
 
 def _alerts(home: Path) -> list[dict[str, object]]:
@@ -43,6 +50,21 @@ def test_hunt_writes_alerts_as_json_lines_and_csv(tmp_path: Path) -> None:
     res = runner.invoke(app, ["hunt", str(DEMO), "--out", str(tmp_path / "a.csv")])
     rows = list(csv.DictReader((tmp_path / "a.csv").open()))
     assert len(rows) == len(lines) and {"rule.id", "rule.level", "log.file.path", "winlog.record_id"} <= set(rows[0])
+
+
+def test_hunt_without_home_keeps_nothing_but_the_compiled_rules_and_with_home_stores_the_same_alerts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["hunt", str(DEMO), "--out", str(tmp_path / "a.jsonl")])
+    assert res.exit_code == 4, res.output
+    assert "not stored: no --home" in res.output.replace("\n", " ")
+    assert not (tmp_path / ".phago").exists()  # no store, no alerts table
+    assert list((tmp_path / "user-cache").glob("rules-*.json"))  # the second hunt is warm
+    res = runner.invoke(app, ["hunt", str(DEMO), "--home", str(tmp_path / "h"), "--out", str(tmp_path / "b.jsonl")])
+    assert res.exit_code == 4, res.output
+    a = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert a == (tmp_path / "b.jsonl").read_text().splitlines()
+    assert sorted(x["event.id"] for x in _alerts(tmp_path / "h")) == sorted(json.loads(x)["event.id"] for x in a)
 
 
 def test_stream_in_run_and_batch_detect_give_the_same_alerts_and_detect_twice_adds_nothing(tmp_path: Path) -> None:

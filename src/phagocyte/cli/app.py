@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,7 @@ from phagocyte.ingest.pipeline import EXIT_ERROR, IngestReport
 from phagocyte.ingest.pipeline import Progress as IngestProgress
 from phagocyte.ingest.pipeline import ingest as run_ingest
 from phagocyte.ingest.source import iter_files
+from phagocyte.store.base import Store
 from phagocyte.store.parquet import ParquetStore
 
 app = typer.Typer(
@@ -51,10 +53,13 @@ def _fail(exc: PhagocyteError) -> typer.Exit:
 
 
 def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None,
-                          on_table: Callable[[pa.Table], None] | None = None) -> IngestReport:
+                          on_table: Callable[[pa.Table], None] | None = None,
+                          into: Store | None = None) -> IngestReport:
+    """Ingest with a progress bar, into the home's store (or `into`: `phago hunt` without a home)."""
     files = [f for f in iter_files([str(p) for p in paths]) if isinstance(f, Path)]
     total = sum(f.stat().st_size for f in files if f.exists()) or None
-    with ParquetStore(settings.store_dir, writable=True) as store:
+    with (contextlib.nullcontext(into) if into is not None else
+          ParquetStore(settings.store_dir, writable=True)) as store:
         columns = (
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import tempfile
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -26,10 +25,11 @@ from phagocyte.detect.engine import Detector, Engine
 from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
 from phagocyte.detect.store import save_alerts
 from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release
+from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
 from phagocyte.store.parquet import ParquetStore
 
-__all__ = ["finish_detection", "register", "rule_paths", "streaming_detector"]
+__all__ = ["finish_detection", "register", "rule_paths", "rules_cache_dir", "streaming_detector"]
 
 rules_app = typer.Typer(help="Sigma rules: check what compiles, fetch the SigmaHQ release.", no_args_is_help=True)
 
@@ -55,29 +55,46 @@ def rule_paths(settings: Settings, given: Sequence[Path] | None = None) -> list[
     return [BUILTIN_RULES, *([synced] if synced.exists() else [])]
 
 
-def _load(settings: Settings, given: Sequence[Path] | None) -> RuleSet:
+def rules_cache_dir(settings: Settings, *, home: bool = True) -> Path:
+    """Where compiled rules are cached: `$PHAGO_CACHE_DIR` when set, else the home's `cache/`, or,
+    for a hunt without a home, the user's cache folder (`$XDG_CACHE_HOME/phagocyte/sigma`), so
+    that the second hunt of any user is warm."""
+    explicit = os.environ.get("PHAGO_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if home:
+        return settings.home / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "phagocyte" / "sigma"
+
+
+def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | None = None) -> RuleSet:
     paths = rule_paths(settings, given)
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such rule file or folder: {', '.join(map(str, missing))}", param_hint="--rules")
     t0 = time.perf_counter()
-    rs = load_rules(paths, cache_dir=settings.home / "cache")
+    rs = load_rules(paths, cache_dir=cache_dir or rules_cache_dir(settings))
     console.print(f"rules: {len(rs.primary):,} compiled, {len(rs.correlations)} correlations, "
                   f"{len(rs.errors)} failed ({time.perf_counter() - t0:.1f} s)"
                   + (" — see `phago rules check`" if rs.errors else ""))
     return rs
 
 
-def streaming_detector(settings: Settings, given: Sequence[Path] | None = None) -> Detector:
+def streaming_detector(settings: Settings, given: Sequence[Path] | None = None,
+                       cache_dir: Path | None = None) -> Detector:
     """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored."""
-    return Detector(Engine(_load(settings, given)))
+    return Detector(Engine(_load(settings, given, cache_dir)))
 
 
-def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None) -> list[dict[str, Any]]:
-    """Alerts of a streamed run: correlations, store (no duplicates), summary, optional file."""
+def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None,
+                     *, store_alerts: bool = True) -> list[dict[str, Any]]:
+    """Alerts of a streamed run: correlations, store (no duplicates; not for a hunt without a
+    home, whose store is not kept), summary, optional file."""
     alerts = detector.alerts()
-    with ParquetStore(settings.store_dir, writable=True) as store:
-        new = save_alerts(store, alerts)
+    new = None
+    if store_alerts:
+        with ParquetStore(settings.store_dir, writable=True) as store:
+            new = save_alerts(store, alerts)
     _summary(alerts, new)
     for rule_id, reason in sorted(detector.engine.failed.items()):
         console.print(f"[yellow]rule {rule_id} failed at run time and was skipped:[/yellow] {reason}")
@@ -87,12 +104,13 @@ def finish_detection(settings: Settings, detector: Detector, out_file: Path | No
     return alerts
 
 
-def _summary(alerts: list[dict[str, Any]], new: int) -> None:
+def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
     hits = Counter((a["rule.id"], a.get("rule.name", ""), a.get("rule.level") or "") for a in alerts)
     techniques: dict[str, str] = {}
     for a in alerts:
         techniques.setdefault(a["rule.id"], ", ".join(a.get("threat.technique.id") or [])[:40])
-    t = Table(title=f"Sigma: {len(alerts):,} alerts from {len(hits)} rules ({new:,} new in the store)")
+    stored = "not stored: no --home" if new is None else f"{new:,} new in the store"
+    t = Table(title=f"Sigma: {len(alerts):,} alerts from {len(hits)} rules ({stored})")
     t.add_column("level")
     t.add_column("rule", overflow="fold")
     t.add_column("hits", justify="right")
@@ -125,26 +143,28 @@ def write_alerts(alerts: list[dict[str, Any]], path: Path) -> None:
 def hunt(
     paths: Annotated[list[Path], typer.Argument(help="Log files or folders (EVTX, JSON, ...).")],
     rules: RulesOpt = None,
-    home: Annotated[Path | None, typer.Option("--home", help="Keep the store here (default: a temporary one).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Also store the events and alerts here (default: nothing kept).")] = None,
     out_file: OutOpt = None,
     format: Annotated[str | None, typer.Option("--format", "-f", help="Force a reader.")] = None,
 ) -> None:
-    """Hunt with Sigma rules through logs: ingest them (into a temporary store unless --home is
-    given), evaluate the rules as they are stored, print the alerts per rule, write them with --out.
+    """Hunt with Sigma rules through logs: read them, evaluate the rules on each batch as it is read,
+    print the alerts per rule, write them with --out. With --home, events and alerts are also
+    stored there; without, nothing is kept (compiled rules are cached in the user's cache folder;
+    $PHAGO_CACHE_DIR sets the folder for every command).
 
     Exit status: 0 no alert, 4 alerts raised, 1 error."""
-    tmp = None if home else Path(tempfile.mkdtemp(prefix="phago-hunt-"))
-    settings = _settings(home or tmp)
+    settings = _settings(home)
     try:
-        detector = streaming_detector(settings, rules)
-        report = _ingest_with_progress(paths, settings, format, on_table=detector)
+        # Without a home, events live only in memory: each batch is evaluated as it is read and
+        # dropped (no Parquet written and read back), like Zircolite's in-memory database.
+        detector = streaming_detector(settings, rules, rules_cache_dir(settings, home=home is not None))
+        report = _ingest_with_progress(paths, settings, format, on_table=detector,
+                                       into=None if home else TransientStore())
         _print_report(report)
-        alerts = finish_detection(settings, detector, out_file)
+        alerts = finish_detection(settings, detector, out_file, store_alerts=home is not None)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     raise typer.Exit(4 if alerts else 0)
 
 

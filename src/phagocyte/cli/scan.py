@@ -6,16 +6,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from phagocyte.analysers.limits import ScanLimits
-from phagocyte.analysers.scan import Scanner, iter_scan_files
-from phagocyte.analysers.verdict import Verdict
 from phagocyte.cli.app import HomeOpt, _fail, _settings, app, console, out
 from phagocyte.errors import PhagocyteError
+
+if TYPE_CHECKING:  # the analysers load only when a scan command runs (start-up cost of every `phago`)
+    from phagocyte.analysers.scan import Scanner
+    from phagocyte.analysers.verdict import Verdict
 
 __all__ = ["scan", "scan_events", "scan_train"]
 
@@ -30,6 +31,9 @@ def _cache_dir() -> Path:
 
 
 def _scanner(yara: list[Path] | None, model: Path | None) -> Scanner:
+    from phagocyte.analysers.limits import ScanLimits
+    from phagocyte.analysers.scan import Scanner
+
     rules = None
     if yara:
         from phagocyte.analysers.yara import YaraRules
@@ -66,6 +70,8 @@ def scan(
 ) -> None:
     """Judge scripts (PowerShell, JavaScript, VBScript, batch, HTA, shell, Python), Office macros, PDFs, PE
     and ELF files: deobfuscate, explain, score. One verdict per file: malicious, suspicious or clean."""
+    from phagocyte.analysers.scan import iter_scan_files
+
     try:
         scanner = _scanner(yara, model)
     except PhagocyteError as exc:
@@ -105,6 +111,7 @@ def scan_train(
     threshold is chosen on an inner split of the training data (<= 0.5 % false positives there)."""
     from phagocyte.analysers.classifier import ScriptClassifier, TrainingSet
     from phagocyte.analysers.limits import ScanLimits
+    from phagocyte.analysers.scan import iter_scan_files
     from phagocyte.analysers.scripts import analyse_script
 
     clf = ScriptClassifier.load(model) if (model / "model.joblib").exists() else ScriptClassifier()

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import re2
 
 from phagocyte.alerts import make_alert
 from phagocyte.detect.correlation import Match, evaluate_correlations
@@ -57,6 +58,8 @@ class Engine:
         self.failed: dict[str, str] = {}
         """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
         self._lock = threading.Lock()
+        self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
+        """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -75,21 +78,84 @@ class Engine:
         finally:
             con.close()
 
-    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
+    def _plan(self, con: duckdb.DuckDBPyConnection, g_key: str, rules: list[CompiledRule],
+              prepared: set[str]) -> Iterator[tuple[list[CompiledRule], int | None]]:
+        """Chunks of rules to run on the route's prepared rows `g`: (rules, None), or (rules, base)
+        for prefiltered rules numbered base, base + 1, ... in `cand_g`.
+
+        The literal prefilter: every literal the rules need (`CompiledRule.needs`) is looked for in
+        its lower-cased column, all at once (one join per column, in DuckDB); each (row, rule) pair
+        found becomes a row of `cand_g` (the rule's number and the prepared row), and a prefiltered
+        rule then runs on its own candidate rows only. A rule none of whose literals occurs in the
+        batch never runs. Rules without a literal list run on every row, as before."""
+        def usable(r: CompiledRule) -> bool:
+            return bool(r.needs) and all(c in prepared for c, _ in r.needs or ())
+
+        plain = [r for r in rules if not usable(r)]
+        for start in range(0, len(plain), CHUNK_RULES):
+            yield plain[start:start + CHUNK_RULES], None
+        pre = [r for r in rules if usable(r)]
+        if not pre:
+            return
+        cols: dict[str, tuple[list[str], list[int]]] = {}
+        for i, r in enumerate(pre):
+            for c, lit in r.needs or ():
+                lits, idx = cols.setdefault(c, ([], []))
+                lits.append(lit)
+                idx.append(i)
+        parts = []
+        for n, (c, (lits, idx)) in enumerate(cols.items()):
+            col = '"' + c.replace('"', '""') + '"'
+            values = [v for (v,) in con.execute(f"SELECT DISTINCT {col} FROM g WHERE {col} IS NOT NULL").fetchall()]
+            key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
+            if (lset := self._sets.get(key)) is None:
+                lset = self._sets[key] = _LiteralSet(lits, idx, fold=c == "kw")
+            hit_v, hit_r = lset.hits(values)
+            con.register(f"hits{n}", pa.table({"v": pa.array(hit_v, pa.string()), "r": pa.array(hit_r, pa.int32())}))
+            parts.append(f"SELECT g.__i, h.r FROM g JOIN hits{n} h ON g.{col} = h.v")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT DISTINCT __i, r FROM ({' UNION ALL '.join(parts)})")
+        for n in range(len(cols)):
+            con.unregister(f"hits{n}")
+        found = [i for (i,) in con.execute("SELECT DISTINCT r FROM cand ORDER BY r").fetchall()]
+        if not found:
+            return
+        # The rules that have candidates are renumbered 0..n-1, so that a chunk is a range of numbers.
+        renumber = pa.table({"r": pa.array(found, pa.int32()), "__r": pa.array(range(len(found)), pa.int32())})
+        con.register("renumber", renumber)
+        con.execute("CREATE OR REPLACE TEMP TABLE cand_g AS SELECT m.__r, g.* FROM cand c "
+                    "JOIN renumber m USING (r) JOIN g USING (__i)")
+        con.unregister("renumber")
+        live = [pre[i] for i in found]
+        for start in range(0, len(live), CHUNK_RULES):
+            yield live[start:start + CHUNK_RULES], start
+
+    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule],
+                   base: int | None = None) -> list[tuple[int, int]]:
         """(row, index in chunk) of every match. One filter pipeline per rule in one query: a WHERE
         short-circuits AND/OR per row (a boolean in a SELECT list evaluates every operand on every
-        row). If the query fails, each rule runs alone and the ones that fail are set aside with
-        their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
-        sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
+        row). Prefiltered rules (`base` given) run on their candidate rows only (`cand_g`), each in
+        its own CASE branch. If the query fails, each rule runs alone and the ones that fail are set
+        aside with their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
+        if base is not None:
+            whens = " ".join(f"WHEN {base + i} THEN {r.condition}" for i, r in enumerate(chunk))
+            sql = (f"SELECT __i, __r - {base} FROM cand_g WHERE __r BETWEEN {base} AND {base + len(chunk) - 1} "
+                   f"AND CASE __r {whens} END")
+
+            def alone(i: int, r: CompiledRule) -> str:
+                return f"SELECT __i FROM cand_g WHERE __r = {base + i} AND {r.condition}"
+        else:
+            sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
+
+            def alone(i: int, r: CompiledRule) -> str:
+                return f"SELECT __i FROM g WHERE {r.condition}"
         try:
             return [(row, i) for row, i in con.execute(sql).fetchall()]
         except duckdb.Error:
-            if len(chunk) == 1:
-                raise
+            pass  # find the rule(s) at fault: each runs alone below
         out: list[tuple[int, int]] = []
         for i, r in enumerate(chunk):
             try:
-                out.extend((row, i) for (row,) in con.execute(f"SELECT __i FROM g WHERE {r.condition}").fetchall())
+                out.extend((row, i) for (row,) in con.execute(alone(i, r)).fetchall())
             except duckdb.Error as exc:
                 with self._lock:
                     self.failed[r.id] = f"{r.title}: {str(exc).splitlines()[0][:300]}"
@@ -132,9 +198,8 @@ class Engine:
             con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
                         f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
             rules = [r for r in g.rules if r.id not in self.failed]
-            for start in range(0, len(rules), CHUNK_RULES):
-                chunk = rules[start:start + CHUNK_RULES]
-                for row, i in self._run_chunk(con, chunk):
+            for chunk, base in self._plan(con, g.route.key, rules, {alias(k, f) for k, f in g.columns}):
+                for row, i in self._run_chunk(con, chunk, base):
                     hits[id(chunk[i])].append(row)
                 for r in chunk:
                     if r.keep and hits.get(id(r)):
@@ -150,6 +215,65 @@ class Engine:
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, events[row], kept.get((id(r), row), {}))
+
+
+SET_MAX_MEM = 64 * 1024 * 1024
+"""Memory budget of one RE2 set (a literal set's automaton needs far less)."""
+
+
+def fold_keywords(text: str) -> str:
+    """Record text as keyword literals are looked for in it: lower-cased, with the two non-ASCII
+    characters RE2's `(?i)` equates with ASCII letters (long s, and the Kelvin sign, which
+    `lower()` already maps to `k`) mapped to them, so that the prefilter finds every record the
+    keyword's case-insensitive regular expression can match."""
+    return text.lower().replace("\u017f", "s")
+
+
+class _LiteralSet:
+    """All the literals rules need in one column, and which rules need each: one RE2 set, matched
+    as literals (a single pass over each value, whatever the number of literals).
+
+    RE2 can give up on a set when its automaton outgrows its memory, and then reports no match:
+    an always-matching sentinel (the empty literal, added last) tells that case apart, and such a
+    value keeps every rule of the column (nothing is lost); so does every value when the set
+    cannot even be compiled."""
+
+    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False) -> None:
+        self.fold = fold
+        """Values are raw record text (keywords): matched after `fold_keywords`."""
+        distinct = list(dict.fromkeys(lits))
+        pos = {lit: i for i, lit in enumerate(distinct)}
+        self.by_lit: list[list[int]] = [[] for _ in distinct]
+        for lit, r in zip(lits, rules, strict=True):
+            self.by_lit[pos[lit]].append(r)
+        opts = re2.Options()
+        opts.literal = True
+        opts.max_mem = SET_MAX_MEM
+        opts.log_errors = False
+        self.every = sorted(set(rules))
+        self.set: re2.Set | None = re2.Set.SearchSet(opts)
+        try:
+            for lit in distinct:
+                self.set.Add(lit)
+            self.sentinel = self.set.Add("")
+            self.set.Compile()
+        except re2.error:  # too big for its memory budget: no prefilter on this column
+            self.set, self.sentinel = None, -1
+
+    def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
+        """(value, rule) for every value and every rule one of whose literals the value holds."""
+        out_v: list[str] = []
+        out_r: list[int] = []
+        for v in values:
+            found = self.set.Match(fold_keywords(v) if self.fold else v) if self.set is not None else []
+            if self.sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
+                hit: Iterable[int] = self.every
+            else:
+                hit = sorted({r for i in found if i != self.sentinel for r in self.by_lit[i]})
+            for r in hit:
+                out_v.append(v)
+                out_r.append(r)
+        return out_v, out_r
 
 
 def _is_json(f: str) -> bool:

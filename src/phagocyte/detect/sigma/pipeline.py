@@ -16,13 +16,12 @@ native JSON without a table per product.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from sigma.processing.conditions import LogsourceCondition
-from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import FieldMappingTransformation, WildcardPlaceholderTransformation
+from typing import TYPE_CHECKING, Any
 
 from phagocyte.ingest.jsonmap import sql_str
+
+if TYPE_CHECKING:
+    from sigma.processing.pipeline import ProcessingPipeline
 
 __all__ = ["SECURITY_4688", "SYSMON_CHANNEL", "WINDOWS_CHANNELS", "Route", "is_process_creation", "phagocyte_pipeline",
            "route_for"]
@@ -240,6 +239,11 @@ def phagocyte_pipeline(security_4688: bool = False) -> ProcessingPipeline:
     other sources onto ECS, `|expand` placeholders matched as wildcards (no placeholder lists are
     configured; a wildcard never misses what a list would find). With `security_4688`, the
     Sysmon names of process-creation rules become Security 4688's."""
+    # pySigma is imported here, not at the top: running cached compiled rules does not need it.
+    from sigma.processing.conditions import LogsourceCondition
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import FieldMappingTransformation, WildcardPlaceholderTransformation
+
     items = [
         *([ProcessingItem(identifier="phago_security_4688", transformation=FieldMappingTransformation(
             _mapping(SECURITY_4688_FIELDS)))] if security_4688 else []),

@@ -1,0 +1,118 @@
+"""The literal prefilter: a rule runs only on the rows holding one of the literals it needs, and
+that never loses a match (same results as every rule on every row)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from phagocyte.detect import engine as engine_mod
+from phagocyte.detect.engine import Engine, _LiteralSet, fold_keywords
+from phagocyte.detect.rules import RuleSet
+from tests.detect.helpers import proc_rule, ruleset, table, win
+
+RULES = [
+    proc_rule("And picks one side", """
+        sel:
+            Image|endswith: '\\certutil.exe'
+            CommandLine|contains|all: ['-urlcache', 'http']
+        condition: sel"""),
+    proc_rule("Or needs every side", """
+        a:
+            CommandLine|contains: 'mimikatz'
+        b:
+            OriginalFileName: 'PSEXESVC.EXE'
+        condition: a or b"""),
+    proc_rule("Not has no literal", """
+        sel:
+            Image|endswith: '.exe'
+        filter:
+            CommandLine|contains: 'benign'
+        condition: not filter"""),
+    proc_rule("Regex has no literal", """
+        sel:
+            CommandLine|re: 'Invoke-[A-Z]+'
+        condition: sel"""),
+    proc_rule("Wildcards inside", """
+        sel:
+            CommandLine: '*vssadmin*delete?shadows*'
+        condition: sel"""),
+    proc_rule("Keywords", """
+        keywords:
+            - 'MASK'
+            - 'kelvin'
+        condition: keywords"""),
+    proc_rule("Non-ASCII keyword", """
+        keywords:
+            - 'straße'
+        condition: keywords"""),
+    proc_rule("Numbers and booleans", """
+        sel:
+            ProcessId: 4242
+        condition: sel"""),
+]
+
+EVENTS = [
+    win(1, {"Image": "C:\\Windows\\System32\\CERTUTIL.EXE", "CommandLine": "certutil -URLCACHE -f HTTP://x/a"}, n=1),
+    win(1, {"Image": "C:\\x\\certutil.exe", "CommandLine": "certutil -urlcache"}, n=2),
+    win(1, {"Image": "C:\\a.exe", "CommandLine": "Mimikatz.exe sekurlsa", "OriginalFileName": "x"}, n=3),
+    win(1, {"Image": "C:\\b.exe", "CommandLine": "benign", "OriginalFileName": "psexesvc.exe"}, n=4),
+    win(1, {"Image": "C:\\c.exe", "CommandLine": "powershell Invoke-MIMI"}, n=5),
+    win(1, {"Image": "C:\\d.exe", "CommandLine": "VSSADMIN.exe Delete Shadows /all"}, n=6),
+    win(1, {"Image": "C:\\e.exe"}, n=7, message="echo MA\u017fK"),
+    win(1, {"Image": "C:\\f.exe", "ProcessId": "4242"}, n=8, message="echo STRASSE Stra\u00dfe"),
+    win(1, {"Image": "C:\\g.exe"}, n=9, message="\u212aELVIN"),
+]
+
+
+def _without_needs(rs: RuleSet) -> RuleSet:
+    plain = copy.deepcopy(rs)
+    for r in plain.rules:
+        r.needs = None
+    return plain
+
+
+def _matches(rs: RuleSet) -> list[tuple[str, str]]:
+    return sorted((m.rule.title, m.event["event.id"]) for m in Engine(rs).evaluate(table(EVENTS)))
+
+
+def test_needs_are_what_the_condition_requires(tmp_path: Path) -> None:
+    needs = {r.title: r.needs for r in ruleset(tmp_path, *RULES).rules if r.variant is None}
+    assert needs["And picks one side"] in ([["l.CommandLine", "-urlcache"]], [["l.Image", "\\certutil.exe"]])
+    assert sorted(map(tuple, needs["Or needs every side"] or [])) == [("l.CommandLine", "mimikatz"),
+                                                                       ("l.OriginalFileName", "psexesvc.exe")]
+    assert needs["Not has no literal"] is None and needs["Regex has no literal"] is None
+    assert needs["Wildcards inside"] == [["l.CommandLine", "vssadmin"]]  # the longest literal piece
+    assert sorted(map(tuple, needs["Keywords"] or [])) == [("kw", "kelvin"), ("kw", "mask")]
+    assert needs["Non-ASCII keyword"] is None
+    assert needs["Numbers and booleans"] == [["l.ProcessId", "4242"]]
+
+
+def test_prefiltered_engine_finds_exactly_what_every_rule_on_every_row_finds(tmp_path: Path) -> None:
+    rs = ruleset(tmp_path, *RULES)
+    found = _matches(rs)
+    assert found == _matches(_without_needs(rs))
+    titles = {t for t, _ in found}
+    # Case-insensitive keywords match through RE2's case folding (long s, Kelvin sign): kept.
+    assert {("Keywords", "ev7"), ("Keywords", "ev9"), ("Non-ASCII keyword", "ev8")} <= set(found)
+    assert {"And picks one side", "Or needs every side", "Wildcards inside", "Numbers and booleans"} <= titles
+    assert ("And picks one side", "ev2") not in found
+
+
+def test_fold_keywords_maps_what_re2_case_folding_equates_with_ascii() -> None:
+    assert fold_keywords("MA\u017fK \u212aELVIN") == "mask kelvin"
+
+
+def test_a_literal_set_that_gives_up_keeps_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    lits = [f"literal{i:05d}x" for i in range(3000)]
+    values = [f"...literal{i:05d}x..." for i in range(0, 3000, 7)] + ["nothing here"]
+    monkeypatch.setattr(engine_mod, "SET_MAX_MEM", 1)  # far too little: RE2 cannot build its automaton
+    vals, rules = _LiteralSet(lits, list(range(3000))).hits(values)
+    got = set(zip(vals, rules, strict=True))
+    for i in range(0, 3000, 7):
+        assert (f"...literal{i:05d}x...", i) in got  # never a lost candidate
+    monkeypatch.undo()
+    vals, rules = _LiteralSet(lits, list(range(3000))).hits(values)
+    assert sorted(zip(vals, rules, strict=True)) == sorted((f"...literal{i:05d}x...", i) for i in range(0, 3000, 7))
