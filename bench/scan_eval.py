@@ -19,6 +19,9 @@ Nothing here is tuned on the reported folds: each model's threshold is chosen in
 report that fitted threshold, the "at 0.5" rows the plain probability cut, for comparison. "combined" is
 the score `phago scan --model` gives (heuristics noisy-OR the probability, cut 0.7); "combined_fitted" is
 the same with the fitted threshold shifted onto 0.7 (measured, not shipped: it raised false positives).
+Also written: `speed` (each file goes through the analysers, YARA on its raw bytes and YARA on its
+deobfuscated text, as `phago scan --yara` does; wall and CPU-time rates, YARA timeouts) and `errors`
+(false negatives and false positives by file name, misses by name family), to read the errors by.
 """
 
 from __future__ import annotations
