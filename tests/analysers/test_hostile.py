@@ -68,3 +68,16 @@ def test_file_over_the_size_limit_is_not_read(tmp_path) -> None:  # type: ignore
     assert v.errors and "limit" in v.errors[0]
     missing = Scanner().scan_path(tmp_path / "nope.ps1")
     assert missing.errors and "cannot read" in missing.errors[0]
+
+
+def test_time_budget_counts_cpu_not_waiting() -> None:
+    """The budget is CPU time: a busy machine (waiting for a core) must not change a verdict."""
+    from phagocyte.analysers.limits import Budget
+
+    budget = Budget(ScanLimits(max_seconds=0.05))
+    time.sleep(0.2)  # wall time passes, CPU time does not
+    assert budget.ok()
+    end = time.thread_time() + 0.2
+    while time.thread_time() < end:
+        pass
+    assert not budget.ok() and "CPU" in (budget.stopped or "")

@@ -69,3 +69,34 @@ def test_real_rule_sets_compile_with_few_skips() -> None:
     sample = rng.sample(sig, 60) + rng.sample(community, 60)
     rules = YaraRules.compile(sample)
     assert len(rules.skipped) < 30, rules.skipped
+
+
+def test_fast_scan_still_counts_hits_for_rules_that_need_them(tmp_path: Path) -> None:
+    """Fast mode stops tracking every offset; rules whose condition counts or locates hits must still work."""
+    (tmp_path / "count.yar").write_text(
+        'rule Three_Hits { strings: $a = "evilbit" condition: #a >= 3 }\n'
+        'rule Late_Hit { strings: $b = "marker" condition: @b[1] > 20 }\n')
+    rules = YaraRules.compile([tmp_path / "count.yar"])
+    assert [m.rule for m in rules.scan(b"evilbit evilbit evilbit")] == ["Three_Hits"]
+    assert rules.scan(b"evilbit evilbit") == []
+    assert [m.rule for m in rules.scan(b"." * 30 + b"marker")] == ["Late_Hit"]
+    assert rules.scan(b"marker" + b"." * 30) == []
+
+
+def test_a_timed_out_scan_is_reported_not_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yara_x
+
+    rules = YaraRules.compile([_rules(tmp_path)], timeout=1)
+
+    class Stuck:
+        def set_global(self, name: str, value: object) -> None:
+            pass
+
+        def scan(self, data: bytes) -> object:
+            raise yara_x.TimeoutError("timeout")
+
+    monkeypatch.setattr(rules, "_scanner", Stuck())
+    v = Scanner(yara=rules).scan_bytes(b"var x = 'EvilPayload';", "a.js")
+    assert rules.timeouts == 1
+    assert any("YARA scan of the raw bytes timed out (1 s)" in e for e in v.errors), v.errors
+    assert not any(r.source == "yara" for r in v.reasons)

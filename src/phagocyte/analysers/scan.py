@@ -24,7 +24,7 @@ from phagocyte.analysers.limits import ScanLimits
 from phagocyte.analysers.scripts import analyse_script, analyse_text, detect_language
 from phagocyte.analysers.scripts.decoding import decode_text
 from phagocyte.analysers.verdict import Reason, Verdict
-from phagocyte.analysers.yara import YaraRules, file_externals
+from phagocyte.analysers.yara import TIMEOUT_RULE, YaraRules, file_externals
 
 __all__ = ["Scanner", "iter_scan_files", "kind_of"]
 
@@ -119,17 +119,19 @@ class Scanner:
         if self.yara is None:
             return
         ext = file_externals(path) if path else {}
-        matches = self.yara.scan(data, externals=ext)
+        passes = [("raw bytes", self.yara.scan(data, externals=ext))]
         if v.deobfuscated:
-            matches += self.yara.scan(v.deobfuscated.encode("utf-8", "replace"), externals=ext)
+            passes.append(("deobfuscated text", self.yara.scan(v.deobfuscated.encode("utf-8", "replace"),
+                                                               externals=ext)))
         seen = set()
-        for m in matches:
-            if m.rule in seen:
+        for what, matches in passes:
+            for m in matches:
+                if m.rule == TIMEOUT_RULE:  # partial: the rules that had not finished are unknown, so say so
+                    v.errors.append(f"YARA scan of the {what} timed out ({self.yara.timeout} s): no rule verdict")
+        for m in (m for _, ms in passes for m in ms):
+            if m.rule in seen or m.rule == TIMEOUT_RULE:
                 continue
             seen.add(m.rule)
-            if m.rule == "__timeout__":
-                v.errors.append("YARA scan timed out")
-                continue
             v.add(Reason("yara", m.rule, _YARA_WEIGHT, m.description[:120]))
         v.rescore()
 

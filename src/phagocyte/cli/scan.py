@@ -90,6 +90,9 @@ def scan(
     out.print(_table(verdicts))
     counts = {k: sum(v.label == k for v in verdicts) for k in ("malicious", "suspicious", "clean")}
     console.print(", ".join(f"{n} {k}" for k, n in counts.items()) + (f"; verdicts in {out_file}" if out_file else ""))
+    if scanner.yara is not None and scanner.yara.timeouts:
+        console.print(f"[yellow]YARA: {scanner.yara.timeouts} scans ran out of their {scanner.yara.timeout} s budget; "
+                      "those files say so in their errors[/yellow]")
 
 
 @app.command("scan-train")

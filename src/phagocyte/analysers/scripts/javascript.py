@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections import Counter
 
 from phagocyte.analysers.limits import Budget
 from phagocyte.analysers.scripts.decoding import b64decode, decode_text, printable_ratio
@@ -50,17 +51,18 @@ def _n(tok: str) -> int:
 
 
 _LIT = re.compile(STR)
+_OCTAL = re.compile(r"\\[0-7]")
 
 
 def _escapes(t: str, b: Budget) -> str:
     """Rewrite literals that carry escapes into plain ones (`"\\x65val"` -> `"eval"`)."""
     def sub(m: re.Match[str]) -> str:
         s = m.group(0)
-        if "\\x" not in s and "\\u" not in s and not re.search(r"\\[0-7]", s):
+        if "\\" not in s or ("\\x" not in s and "\\u" not in s and not _OCTAL.search(s)):
             return s
         return js_quote(js_literal(s))
 
-    return _LIT.sub(sub, t)
+    return _LIT.sub(sub, t) if "\\" in t else t
 
 
 _BRACKET_MEMBER = re.compile(r"(?<=[\w$)\]'\"])\s*\[\s*[\"']([A-Za-z_$][\w$]{0,40})[\"']\s*\]")
@@ -203,11 +205,16 @@ _ACCESSOR_FN = re.compile(
     r"\s*var\s+[\w$]+\s*=\s*([\w$]+)\s*\[\s*\2\s*\]", _I)
 
 
+_ASSIGNED = re.compile(r"(?<![\w$])([\w$]+)\s*=(?!=)")
+_WRITTEN = re.compile(r"(?<![\w$.])([\w$]+)\s*(?:[+\-*/|&]?=(?!=)|\+\+|--)")
+_ARRAY_START = re.compile(r"=\s*(?:\[|new\s+Array\s*\()\s*['\"]")
+
+
 def _arrays(t: str, b: Budget) -> str:
+    if not _ARRAY_START.search(t):  # cheap test first: most texts hold no literal array to resolve
+        return t
     arrays: dict[str, list[str]] = {}
-    counts: dict[str, int] = {}
-    for m in re.finditer(r"(?<![\w$])([\w$]+)\s*=(?!=)", t):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    counts = Counter(_ASSIGNED.findall(t))  # findall + Counter: the count runs in C, not a Python loop
     for m in _ARRAY.finditer(t):
         if counts.get(m.group(1)) == 1:
             arrays[m.group(1)] = [js_literal(x) for x in _LIT.findall(m.group(2))]
@@ -261,9 +268,9 @@ _ASSIGN = re.compile(rf"(?<![\w$.])([\w$]+)\s*=\s*({STR})\s*(?=[;,\n)]|$)")
 
 
 def _constants(t: str, b: Budget) -> str:
-    counts: dict[str, int] = {}
-    for m in re.finditer(r"(?<![\w$.])([\w$]+)\s*(?:[+\-*/|&]?=(?!=)|\+\+|--)", t):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    if not _ASSIGN.search(t):  # no literal assigned anywhere: skip counting every assignment
+        return t
+    counts = Counter(_WRITTEN.findall(t))
     consts: dict[str, tuple[int, str]] = {}
     for m in _ASSIGN.finditer(t):
         if counts.get(m.group(1)) == 1 and len(m.group(2)) <= 65536:
