@@ -9,6 +9,7 @@ JScript conditional compilation, and `eval`/`Function` whose literal argument be
 
 from __future__ import annotations
 
+import bisect
 import re
 import urllib.parse
 from collections import Counter
@@ -267,6 +268,11 @@ def _arrays(t: str, b: Budget) -> str:
 _ASSIGN = re.compile(rf"(?<![\w$.])([\w$]+)\s*=\s*({STR})\s*(?=[;,\n)]|$)")
 
 
+_CONST_LONG = 1024
+_STR_RE = re.compile(STR)
+_CONST_GROWTH = 256 * 1024
+
+
 def _constants(t: str, b: Budget) -> str:
     if not _ASSIGN.search(t):  # no literal assigned anywhere: skip counting every assignment
         return t
@@ -280,13 +286,31 @@ def _constants(t: str, b: Budget) -> str:
     names = "|".join(re.escape(n) for n in consts)
     pattern = re.compile(r"(?<![\w$.'\"])(" + names + r")(?![\w$'\"])(?!\s*[:(]|\s*=(?!=))")
 
+    used: Counter[str] = Counter()
+    added = 0
+    # a name inside a string literal is text, not a variable: substituting there changed the text
+    # every round (24 rounds of `constants` on plain library code) and could grow it without end
+    spans = [(m.start(), m.end()) for m in _STR_RE.finditer(t)]
+    starts = [a for a, _ in spans]
+
     def sub(m: re.Match[str]) -> str:
+        nonlocal added
         end, lit = consts[m.group(1)]
         if m.start() < end:
+            return m.group(0)
+        i = bisect.bisect_right(starts, m.start()) - 1
+        if i >= 0 and m.start() < spans[i][1]:
             return m.group(0)
         before = t[max(0, m.start() - 30):m.start()].rstrip()
         after = t[m.end():m.end() + 12].lstrip()
         if before.endswith(("(", "+", ",", "[")) or after.startswith(("+", ")", ".replace", ".split", "]", ",")):
+            # Bounded growth: a long literal is put in once (the payload handed to eval/atob), short ones
+            # wherever used, up to _CONST_GROWTH per pass. Without it a string built by doubling itself
+            # doubled the text every round until the size limit (seconds of CPU on one file, nothing learnt).
+            if (len(lit) > _CONST_LONG and used[m.group(1)]) or added + len(lit) > _CONST_GROWTH:
+                return m.group(0)
+            used[m.group(1)] += 1
+            added += len(lit)
             return lit
         return m.group(0)
 
