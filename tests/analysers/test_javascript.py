@@ -40,6 +40,16 @@ def test_eval_layers_and_constants() -> None:
     assert "// eval:" in out and "new ActiveXObject('WScript.Shell')" in out
 
 
+def test_constants_stay_out_of_strings_and_do_not_grow_without_end() -> None:
+    rw = deobfuscate_javascript('var a = "x"; var msg = "call (a) + a"; f(a);', Budget(ScanLimits()))
+    assert '"call (a) + a"' in rw.text and 'f("x")' in rw.text, "a name inside a string is text"
+    assert rw.rounds <= 3, "nothing left to rewrite after the first rounds"
+    big = "A" * 5000
+    doubling = f'var s0 = "{big}";' + "".join(f"var s{i} = s{i - 1} + s{i - 1};" for i in range(1, 12)) + "f(s11);"
+    rw = deobfuscate_javascript(doubling, Budget(ScanLimits()))
+    assert len(rw.text) < 1_000_000, "a string doubled 11 times is not written out 2,048 times"
+
+
 def test_string_array_with_rotation_and_accessor() -> None:
     words = ["WScript.Shell", "Run", "ActiveXObject", "http://evil.example/x.exe"]
     k = 2
