@@ -243,8 +243,9 @@ def _label_imitates(label: str) -> tuple[str | None, str]:
     skel = _skeleton(label)
     if skel != label and skel in _BRAND_LABELS:
         return _BRAND_LABELS[skel], f"homoglyph of {skel}"
+    n = len(skel)
     for brand_label, brand in _LONG_BRAND_LABELS:
-        if label != brand_label:
+        if abs(len(brand_label) - n) < 3 and label != brand_label:
             d = _distance(skel, brand_label)
             if d == 1 or (d == 2 and len(brand_label) >= 9):
                 return brand, f"look-alike of {brand_label} (edit distance {d})"
