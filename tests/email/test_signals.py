@@ -196,3 +196,35 @@ def test_banded_distance_equals_full_distance() -> None:
                 a[k], a[k + 1] = a[k + 1], a[k]
         for cap in (2, 3, 4):
             assert _distance("".join(a), b, cap) == full("".join(a), b, cap)
+
+
+def test_lookalike_prefilter_finds_what_a_full_scan_finds() -> None:
+    """The deletion-neighbourhood prefilter is exact: same brand as scanning every brand label."""
+    import random
+
+    from phagocyte.email.domains import _LONG_BRAND_LABELS, _distance, _label_imitates, _skeleton
+
+    def scan(label: str) -> str | None:
+        skel = _skeleton(label)
+        for brand_label, brand in _LONG_BRAND_LABELS:
+            d = _distance(skel, brand_label) if label != brand_label else 3
+            if d == 1 or (d == 2 and len(brand_label) >= 9):
+                return brand
+        return None
+
+    rng = random.Random(1)
+    labels = []
+    for brand_label, _ in _LONG_BRAND_LABELS:
+        for _ in range(8):
+            chars = list(brand_label)
+            for _ in range(rng.randint(1, 3)):
+                chars[rng.randrange(len(chars))] = rng.choice("aeilo01-")
+            labels.append("".join(chars))
+    hits = 0
+    for label in labels:
+        brand, how = _label_imitates(label)
+        if how.startswith("homoglyph"):
+            continue
+        assert brand == scan(label), label
+        hits += brand is not None
+    assert hits > 50

@@ -188,6 +188,23 @@ for _b in BRANDS:
 _LONG_BRAND_LABELS = tuple((lbl, b) for lbl, b in _BRAND_LABELS.items() if len(lbl) >= 6)
 
 
+def _deletions(word: str, k: int = 2) -> set[str]:
+    """The word with up to `k` characters deleted. Two strings within edit distance k (insertions,
+    deletions, substitutions, adjacent transpositions) share one of these: an exact prefilter."""
+    out = {word}
+    frontier = {word}
+    for _ in range(k):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+_NEAR_BRAND: dict[str, list[int]] = {}
+for _k, (_lbl, _) in enumerate(_LONG_BRAND_LABELS):
+    for _v in _deletions(_lbl):
+        _NEAR_BRAND.setdefault(_v, []).append(_k)
+
+
 @dataclass(frozen=True, slots=True)
 class HostFacts:
     host: str
@@ -243,9 +260,12 @@ def _label_imitates(label: str) -> tuple[str | None, str]:
     skel = _skeleton(label)
     if skel != label and skel in _BRAND_LABELS:
         return _BRAND_LABELS[skel], f"homoglyph of {skel}"
-    n = len(skel)
-    for brand_label, brand in _LONG_BRAND_LABELS:
-        if abs(len(brand_label) - n) < 3 and label != brand_label:
+    near: set[int] = set()
+    for variant in _deletions(skel):
+        near.update(_NEAR_BRAND.get(variant, ()))
+    for k in sorted(near):  # brand-list order, as a plain scan would find them
+        brand_label, brand = _LONG_BRAND_LABELS[k]
+        if label != brand_label:
             d = _distance(skel, brand_label)
             if d == 1 or (d == 2 and len(brand_label) >= 9):
                 return brand, f"look-alike of {brand_label} (edit distance {d})"
