@@ -68,8 +68,9 @@ def _column(token: str) -> int:
 
 def columns(pairs: Sequence[tuple[str, float]]) -> tuple[Any, Any]:
     """(column indices, values) of one message's feature pairs, in the pairs' order."""
-    cols = np.fromiter((_column(t) for t, _ in pairs), dtype=np.int64, count=len(pairs))
-    vals = np.fromiter((v for _, v in pairs), dtype=np.float64, count=len(pairs))
+    col = _column
+    cols = np.array([col(t) for t, _ in pairs], dtype=np.int64)
+    vals = np.array([v for _, v in pairs], dtype=np.float64)
     return cols, vals
 
 
