@@ -35,17 +35,35 @@ N_FEATURES = 2**20
 MAX_TOKENS = 4_000
 CLASSES = ("clean", "phishing", "spam")
 _WORD = re.compile(r"[^\W\d_]{2,24}|\d{1,6}")
-_FORMAT = "phagocyte-email-model/1"
+_FORMAT = "phagocyte-email-model/2"
+"""/2: character n-grams, link, HTML-structure and mixed-script tokens added (a /1 model's weights
+would be read against tokens it never saw)."""
+CHAR_TEXT = 3_000
+_URL_SPLIT = re.compile(r"[/?=&.\-_:#%]+")
+_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]{0,10})\b([^>]{0,400})>")
+_ATTR = re.compile(r"([a-zA-Z-]{2,20})\s*=")
+_LATIN = re.compile(r"[a-zA-Z]")
+_CYR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u04ff]")
 
 
 def features(pm: ParsedMessage, reasons: Sequence[Reason]) -> list[tuple[str, float]]:
-    """(token, value) pairs of one message: words and pairs (l2-normalised), structure tokens (1.0)."""
+    """(token, value) pairs of one message.
+
+    Words and word pairs (one l2-normalised block), character 3-5-grams of the subject and the
+    first 3,000 characters of text (a second block: they survive misspellings, homoglyph tricks
+    and languages the word list splits badly), link structure (host labels, path words, length,
+    query), HTML structure (tag and attribute names: layout of marketing and phishing kits), words
+    mixing Latin and Cyrillic/Greek letters, and structure tokens (signals, MIME layout, headers).
+    """
     words = _WORD.findall((pm.subject + " \n " + pm.text)[:60_000].lower())[:MAX_TOKENS]
     text = set(words)
     text.update(f"{a} {b}" for a, b in itertools.pairwise(words))
     text.update("s:" + w for w in _WORD.findall(pm.subject.lower())[:40])
     weight = 1.0 / math.sqrt(len(text)) if text else 0.0
     pairs = [(t, weight) for t in text]
+    grams = _char_grams(pm.subject + " " + pm.text[:CHAR_TEXT])
+    weight = 1.0 / math.sqrt(len(grams)) if grams else 0.0
+    pairs.extend(("c:" + g, weight) for g in grams)
     struct = {"sig:" + r.code for r in reasons}
     struct.update("ct:" + ct for ct in pm.structure[:50])
     struct.update("hdr:" + k.lower() for k, _ in pm.headers[:80])
@@ -55,7 +73,46 @@ def features(pm: ParsedMessage, reasons: Sequence[Reason]) -> list[tuple[str, fl
     struct.add(f"words:{min(int(math.log2(len(words) + 1)), 12)}")
     struct.add(f"html:{bool(pm.html)}")
     pairs.extend((t, 1.0) for t in struct)
+    pairs.extend((t, 1.0) for t in _url_tokens(urls[:100]))
+    pairs.extend((t, 1.0) for t in _html_tokens(pm.html[:3]))
+    mixed = sum(1 for w in (pm.subject + " " + pm.text[:20_000]).split() if _LATIN.search(w) and _CYR_GREEK.search(w))
+    pairs.append((f"mixed:{min(mixed, 3)}", 1.0))
     return pairs
+
+
+def _char_grams(text: str) -> set[str]:
+    """Character 3-, 4- and 5-grams of each word padded with spaces (a shorter word counts whole)."""
+    grams: set[str] = set()
+    for word in set(text.lower().split()):
+        w = f" {word} "
+        n = len(w)
+        for k in (3, 4, 5):
+            grams.update(w[i:i + k] for i in range(max(n - k + 1, 1)))
+    return grams
+
+
+def _url_tokens(urls: Sequence[str]) -> set[str]:
+    """Link structure: the last host labels before the TLD, path and query words, length band, query."""
+    out: set[str] = set()
+    for u in urls:
+        h = url_host(u)
+        out.update("uh:" + p for p in h.split(".")[:-1][-3:])
+        path = u.split(h, 1)[-1] if h else u
+        out.update("up:" + p for p in _URL_SPLIT.split(path.lower())[:20] if 1 < len(p) < 20 and not p.isdigit())
+        out.add(f"ulen:{min(len(u) // 40, 5)}")
+        out.add(f"uq:{'?' in u}")
+    return out
+
+
+def _html_tokens(htmls: Sequence[str]) -> set[str]:
+    """HTML structure: which tags and which tag.attribute pairs occur (bounded scan, nothing parsed)."""
+    out: set[str] = set()
+    for h in htmls:
+        for m in itertools.islice(_TAG.finditer(h[:200_000]), 3_000):
+            tag = m.group(1).lower()
+            out.add("t:" + tag)
+            out.update(f"a:{tag}.{a.lower()}" for a in _ATTR.findall(m.group(2))[:10])
+    return out
 
 
 @lru_cache(maxsize=1 << 18)
