@@ -1,12 +1,14 @@
 """The learned classifier: hashed words and structure, one multinomial logistic regression.
 
-Features are the message's words and word pairs (subject and body, visible HTML text) plus
-structure tokens: every signal code that fired, the MIME layout, attachment true types, link
-top-level domains and header names. They are hashed (no vocabulary to store), so a team retrains
-on its own mail with `phago email train` and the model is two arrays and a JSON file: loading it
-executes nothing (no pickle). Logistic regression gives probabilities that are calibrated by
-construction on the training distribution (log loss), and each word's contribution is readable,
-which is what the verdict's `model` reason shows.
+Features are the message's words and word pairs (subject and body, visible HTML text), character
+3-5-grams of the subject and the start of the text, link structure (host labels, path words),
+HTML structure (tag and attribute names), mixed-script words, plus structure tokens: every signal
+code that fired, the MIME layout, attachment true types, link top-level domains and header names.
+They are hashed (no vocabulary to store), so a team retrains on its own mail with
+`phago email train` and the model is two arrays and a JSON file: loading it executes nothing
+(no pickle). Logistic regression gives probabilities that are calibrated by construction on the
+training distribution (log loss), and each token's contribution is readable, which is what the
+verdict's `model` reason shows.
 """
 
 from __future__ import annotations
@@ -189,11 +191,25 @@ class EmailModel:
         (folder / "model.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         (folder / "MODEL_CARD.md").write_text(model_card(meta))
 
+    @staticmethod
+    def problem(folder: Path) -> str | None:
+        """Why `folder` holds no model this version can use (None when it can): read before starting workers."""
+        try:
+            meta = json.loads((folder / "model.json").read_text())
+        except (OSError, ValueError) as exc:
+            return f"{folder}: no readable model.json ({type(exc).__name__})"
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT or meta.get("n_features") != N_FEATURES:
+            found = meta.get("format") if isinstance(meta, dict) else None
+            return (f"{folder}: a {found or 'unknown'} model, this version reads {_FORMAT}: "
+                    "retrain it (phago email train)")
+        return None
+
     @classmethod
     def load(cls, folder: Path) -> EmailModel:
+        why = cls.problem(folder)
+        if why:
+            raise ValueError(why)
         meta = json.loads((folder / "model.json").read_text())
-        if meta.get("format") != _FORMAT or meta.get("n_features") != N_FEATURES:
-            raise ValueError(f"{folder}: not a {_FORMAT} model")
         with np.load(folder / "weights.npz", allow_pickle=False) as z:
             coef = np.zeros((z["coef"].shape[0], N_FEATURES), dtype=np.float32)
             coef[:, z["index"]] = z["coef"]
@@ -208,7 +224,8 @@ def model_card(meta: dict[str, Any]) -> str:
     lines = [
         "# Model card: Phagocyte e-mail classifier", "",
         f"- Format: `{_FORMAT}`; multinomial logistic regression (C = {meta.get('C')}, balanced class weights) "
-        f"on {N_FEATURES:,} hashed word, word-pair and structure features (no pickle).",
+        f"on {N_FEATURES:,} hashed features (no pickle): words and word pairs, character 3-5-grams, link and "
+        "HTML structure, signals, MIME layout, header names.",
         f"- Trained: {meta.get('trained')}; classes: {', '.join(meta.get('classes', []))}.",
         f"- Provenance stripped before training: {meta.get('strip_provenance', 'unknown')} "
         "(see docs/email.md: dates, Received chains, list headers and footers removed).",
