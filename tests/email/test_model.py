@@ -99,3 +99,12 @@ def test_hashing_matches_sklearn_feature_hasher() -> None:
     ours = _matrix(rows)
     theirs = FeatureHasher(n_features=N_FEATURES, input_type="pair", alternate_sign=False).transform(rows).tocsr()
     assert (ours != theirs).nnz == 0 and ours.nnz == theirs.nnz
+
+
+def test_columns_keep_each_token_in_order() -> None:
+    """`explain` reads token i's weight at column i: the fast and the fallback hashing must agree, zeros included."""
+    from phagocyte.email.model import _column, columns
+
+    pairs = [*_row(message(text=PHISH[0])), ("zero", 0.0), ("", 1.0)]
+    cols, vals = columns(pairs)
+    assert list(cols) == [_column(t) for t, _ in pairs] and list(vals) == [v for _, v in pairs]

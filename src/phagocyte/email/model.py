@@ -117,7 +117,13 @@ def _html_tokens(htmls: Sequence[str]) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=1 << 18)
+try:  # private, pinned sklearn (requirements.lock); the pure-Python path below gives the same columns
+    from sklearn.feature_extraction._hashing_fast import transform as _hash_rows
+except ImportError:  # pragma: no cover
+    _hash_rows = None
+
+
+@lru_cache(maxsize=1 << 16)
 def _column(token: str) -> int:
     """The hashed column of a token: sklearn's FeatureHasher scheme (signed MurmurHash3, seed 0, abs mod n),
     one cached C call per token instead of a FeatureHasher call per message (its fixed cost dominated)."""
@@ -126,7 +132,14 @@ def _column(token: str) -> int:
 
 
 def columns(pairs: Sequence[tuple[str, float]]) -> tuple[Any, Any]:
-    """(column indices, values) of one message's feature pairs, in the pairs' order."""
+    """(column indices, values) of one message's feature pairs, in the pairs' order.
+
+    FeatureHasher's own Cython loop does it in one call (its public `transform` adds a fixed cost
+    per call and merges the tokens, which `explain` needs apart); `_column` is the fallback."""
+    if _hash_rows is not None:
+        idx, _, vals = _hash_rows([pairs], N_FEATURES, np.float64, False, 0)
+        if len(idx) == len(pairs):  # it skips zero values: then the token order would be lost
+            return np.asarray(idx, dtype=np.int64), np.asarray(vals, dtype=np.float64)
     col = _column
     cols = np.array([col(t) for t, _ in pairs], dtype=np.int64)
     vals = np.array([v for _, v in pairs], dtype=np.float64)
