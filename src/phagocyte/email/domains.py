@@ -137,6 +137,7 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=8_192)
 def url_host(url: str) -> str:
     """Lower-cased host of a URL ('' when it has none); `www.x.com/...` without a scheme works too."""
     u = url.strip()

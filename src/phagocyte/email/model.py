@@ -84,12 +84,10 @@ def features(pm: ParsedMessage, reasons: Sequence[Reason]) -> list[tuple[str, fl
 
 def _char_grams(text: str) -> set[str]:
     """Character 3-, 4- and 5-grams of each word padded with spaces (a shorter word counts whole)."""
-    grams: set[str] = set()
-    for word in set(text.lower().split()):
-        w = f" {word} "
-        n = len(w)
-        for k in (3, 4, 5):
-            grams.update(w[i:i + k] for i in range(max(n - k + 1, 1)))
+    padded = [f" {w} " for w in set(text.lower().split())]  # 3 characters or more: one 3-gram at least
+    grams = {w[i:i + 3] for w in padded for i in range(len(w) - 2)}
+    grams.update(w[i:i + 4] for w in padded for i in range(max(len(w) - 3, 1)))
+    grams.update(w[i:i + 5] for w in padded for i in range(max(len(w) - 4, 1)))
     return grams
 
 
