@@ -74,6 +74,15 @@ def test_train_then_judge_with_the_model(tmp_path: Path) -> None:
     assert res.exit_code == (4 if v["label"] == "phishing" else 0)
 
 
+def test_a_model_of_an_older_format_is_a_usage_error_that_says_retrain(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.json").write_text(json.dumps({"format": "phagocyte-email-model/1", "n_features": 2**20}))
+    p = _write(tmp_path, "ok.eml", message())
+    res = runner.invoke(app, ["email", str(p), "--model", str(old), "-j", "1"])
+    assert res.exit_code == 2 and "retrain" in res.output
+
+
 def test_train_usage_error(tmp_path: Path) -> None:
     assert runner.invoke(app, ["email", "train", str(tmp_path)]).exit_code == 2
 

@@ -87,3 +87,24 @@ def test_real_mail_held_out_with_provenance_stripped() -> None:
     right = sum(analyse(raw, model=model).label == ("phishing" if label == "phishing" else "clean")
                 for label, raw in test)
     assert right / len(test) >= 0.85, f"{right}/{len(test)} held-out messages right"
+
+
+def test_hashing_matches_sklearn_feature_hasher() -> None:
+    """Our cached per-token hashing must give FeatureHasher's columns, or saved models would read wrong weights."""
+    from sklearn.feature_extraction import FeatureHasher
+
+    from phagocyte.email.model import N_FEATURES, _matrix
+
+    rows = [_row(message(text=t, subject="Ação — conta")) for t in PHISH + HAM] + [[("", 1.0), ("x", 2.0), ("x", 1.0)]]
+    ours = _matrix(rows)
+    theirs = FeatureHasher(n_features=N_FEATURES, input_type="pair", alternate_sign=False).transform(rows).tocsr()
+    assert (ours != theirs).nnz == 0 and ours.nnz == theirs.nnz
+
+
+def test_columns_keep_each_token_in_order() -> None:
+    """`explain` reads token i's weight at column i: the fast and the fallback hashing must agree, zeros included."""
+    from phagocyte.email.model import _column, columns
+
+    pairs = [*_row(message(text=PHISH[0])), ("zero", 0.0), ("", 1.0)]
+    cols, vals = columns(pairs)
+    assert list(cols) == [_column(t) for t, _ in pairs] and list(vals) == [v for _, v in pairs]

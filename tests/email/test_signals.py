@@ -161,3 +161,70 @@ def test_signal_only_score_combines_and_critical_signals_floor_it() -> None:
     assert v.label == "phishing" and v.score >= 0.75
     weak = analyse(message(subject="Your DocuSign envelope is ready"))
     assert weak.label == "clean" and 0 < weak.score < 0.3
+
+
+def test_banded_distance_equals_full_distance() -> None:
+    """The early-exit, banded edit distance agrees with the plain dynamic programme below its cap."""
+    import random
+
+    from phagocyte.email.domains import _distance
+
+    def full(a: str, b: str, cap: int) -> int:
+        prev2: list[int] = []
+        prev = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            cur = [i] + [0] * len(b)
+            for j, cb in enumerate(b, 1):
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+                if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                    cur[j] = min(cur[j], prev2[j - 2] + 1)
+            prev2, prev = prev, cur
+        return min(prev[-1], cap)
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        b = "".join(rng.choice("abcdef") for _ in range(rng.randint(1, 10)))
+        a = list(b)
+        for _ in range(rng.randint(0, 3)):  # insertions, deletions, transpositions
+            op = rng.randrange(3)
+            if op == 0:
+                a.insert(rng.randrange(len(a) + 1), rng.choice("abcdef"))
+            elif op == 1 and len(a) > 1:
+                a.pop(rng.randrange(len(a)))
+            elif len(a) > 1:
+                k = rng.randrange(len(a) - 1)
+                a[k], a[k + 1] = a[k + 1], a[k]
+        for cap in (2, 3, 4):
+            assert _distance("".join(a), b, cap) == full("".join(a), b, cap)
+
+
+def test_lookalike_prefilter_finds_what_a_full_scan_finds() -> None:
+    """The deletion-neighbourhood prefilter is exact: same brand as scanning every brand label."""
+    import random
+
+    from phagocyte.email.domains import _LONG_BRAND_LABELS, _distance, _label_imitates, _skeleton
+
+    def scan(label: str) -> str | None:
+        skel = _skeleton(label)
+        for brand_label, brand in _LONG_BRAND_LABELS:
+            d = _distance(skel, brand_label) if label != brand_label else 3
+            if d == 1 or (d == 2 and len(brand_label) >= 9):
+                return brand
+        return None
+
+    rng = random.Random(1)
+    labels = []
+    for brand_label, _ in _LONG_BRAND_LABELS:
+        for _ in range(8):
+            chars = list(brand_label)
+            for _ in range(rng.randint(1, 3)):
+                chars[rng.randrange(len(chars))] = rng.choice("aeilo01-")
+            labels.append("".join(chars))
+    hits = 0
+    for label in labels:
+        brand, how = _label_imitates(label)
+        if how.startswith("homoglyph"):
+            continue
+        assert brand == scan(label), label
+        hits += brand is not None
+    assert hits > 50

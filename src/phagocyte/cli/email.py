@@ -94,6 +94,13 @@ def email(
     if model is not None and not (model / "model.json").exists():
         console.print(f"[red]error:[/red] no model at {model} (train one: phago email train)")
         raise typer.Exit(2)
+    if folder is not None:
+        from phagocyte.email.model import EmailModel
+
+        why = EmailModel.problem(folder)
+        if why:
+            console.print(f"[red]error:[/red] {why}")
+            raise typer.Exit(2)
     table = Table("message", "label", "score", "reasons", title="E-mail verdicts" + (" (model)" if folder else
                                                                                        " (signals only)"))
     counts: dict[str, int] = {}

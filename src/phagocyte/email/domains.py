@@ -137,6 +137,7 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=8_192)
 def url_host(url: str) -> str:
     """Lower-cased host of a URL ('' when it has none); `www.x.com/...` without a scheme works too."""
     u = url.strip()
@@ -155,17 +156,28 @@ def _skeleton(label: str) -> str:
 
 
 def _distance(a: str, b: str, cap: int = 3) -> int:
-    """Damerau-Levenshtein (optimal string alignment) distance, capped for speed."""
+    """Damerau-Levenshtein (optimal string alignment) distance, capped: `cap` means "cap or more".
+
+    Only cells within `cap` of the diagonal can hold a distance under `cap`, and once a whole row
+    reaches `cap` no later row can come back under it: most label-vs-brand comparisons stop after
+    a few rows (this runs for every new link host against every brand)."""
     if abs(len(a) - len(b)) >= cap:
         return cap
+    big = cap
     prev2: list[int] = []
-    prev = list(range(len(b) + 1))
+    prev = [j if j < cap else big for j in range(len(b) + 1)]
     for i, ca in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+        cur = [big] * (len(b) + 1)
+        cur[0] = i if i < cap else big
+        lo, hi = max(1, i - cap + 1), min(len(b), i + cap - 1)
+        for j in range(lo, hi + 1):
+            cb = b[j - 1]
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
             if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+        if min(cur) >= cap:
+            return cap
         prev2, prev = prev, cur
     return min(prev[-1], cap)
 
@@ -174,6 +186,24 @@ _BRAND_DOMAINS = frozenset(d for ds in BRANDS.values() for d in ds)
 _BRAND_LABELS = {d.split(".")[0]: brand for brand, ds in BRANDS.items() for d in ds if len(d.split(".")[0]) >= 4}
 for _b in BRANDS:
     _BRAND_LABELS.setdefault(_b, _b)
+_LONG_BRAND_LABELS = tuple((lbl, b) for lbl, b in _BRAND_LABELS.items() if len(lbl) >= 6)
+
+
+def _deletions(word: str, k: int = 2) -> set[str]:
+    """The word with up to `k` characters deleted. Two strings within edit distance k (insertions,
+    deletions, substitutions, adjacent transpositions) share one of these: an exact prefilter."""
+    out = {word}
+    frontier = {word}
+    for _ in range(k):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+_NEAR_BRAND: dict[str, list[int]] = {}
+for _k, (_lbl, _) in enumerate(_LONG_BRAND_LABELS):
+    for _v in _deletions(_lbl):
+        _NEAR_BRAND.setdefault(_v, []).append(_k)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,14 +240,9 @@ def _imitates(host: str, domain: str) -> tuple[str | None, str]:
     if domain in _BRAND_DOMAINS or host in _BRAND_DOMAINS:
         return None, ""
     label = domain.split(".")[0]
-    skel = _skeleton(label)
-    if skel != label and skel in _BRAND_LABELS:
-        return _BRAND_LABELS[skel], f"homoglyph of {skel}"
-    for brand_label, brand in _BRAND_LABELS.items():
-        if len(brand_label) >= 6 and label != brand_label:
-            d = _distance(skel, brand_label)
-            if d == 1 or (d == 2 and len(brand_label) >= 9):
-                return brand, f"look-alike of {brand_label} (edit distance {d})"
+    brand, how = _label_imitates(label)
+    if brand:
+        return brand, how
     words = set(_BRAND_WORD.findall(host.replace(domain, " ") + " " + label.replace("-", " ")))
     for w in words:
         if w in _BRAND_LABELS and len(w) >= 4 and w != label:
@@ -226,6 +251,25 @@ def _imitates(host: str, domain: str) -> tuple[str | None, str]:
         for w in label.split("-"):
             if w in _BRAND_LABELS and len(w) >= 4:
                 return _BRAND_LABELS[w], f"brand name {w!r} inside a domain it does not own"
+    return None, ""
+
+
+@lru_cache(maxsize=16_384)
+def _label_imitates(label: str) -> tuple[str | None, str]:
+    """Homoglyph or small edit distance between a domain's first label and a brand's (cached per label:
+    many hosts share one registrable domain)."""
+    skel = _skeleton(label)
+    if skel != label and skel in _BRAND_LABELS:
+        return _BRAND_LABELS[skel], f"homoglyph of {skel}"
+    near: set[int] = set()
+    for variant in _deletions(skel):
+        near.update(_NEAR_BRAND.get(variant, ()))
+    for k in sorted(near):  # brand-list order, as a plain scan would find them
+        brand_label, brand = _LONG_BRAND_LABELS[k]
+        if label != brand_label:
+            d = _distance(skel, brand_label)
+            if d == 1 or (d == 2 and len(brand_label) >= 9):
+                return brand, f"look-alike of {brand_label} (edit distance {d})"
     return None, ""
 
 

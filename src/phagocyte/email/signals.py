@@ -308,7 +308,9 @@ def _language(pm: ParsedMessage, c: _Collector) -> None:
                 bec.append(m.group(0))
         else:
             c.add(code, m.group(0))
+    if not bec:
+        return
     words = len(pm.text.split())
-    if bec and words < 150 and not message_urls(pm):
+    if words < 150 and not message_urls(pm):
         for hit in bec[:5]:
             c.add("bec_pattern", f"{hit!r} in a {words}-word message without links")

@@ -113,15 +113,16 @@ def analyse(raw: bytes, path: str = "", model: Any = None, limits: EmailLimits |
         score = 1.0 - miss
         label = "phishing" if score >= PHISHING_THRESHOLD else "spam" if score >= SPAM_THRESHOLD else "clean"
     else:
-        from phagocyte.email.model import features
+        from phagocyte.email.model import columns, features
 
         pairs = features(pm, reasons)
-        p = model.proba([pairs])[0]
+        cols_vals = columns(pairs)
+        p = model.proba_one(cols_vals)
         probs = {cl: float(p[i]) for i, cl in enumerate(model.classes)}
         score = probs.get("phishing", 0.0)
         others = {k: v for k, v in probs.items() if k != "phishing"}
         label = "phishing" if score >= PHISHING_THRESHOLD else max(others, key=lambda k: others[k])
-        top = model.explain(pairs, "phishing" if label != "clean" else "clean")
+        top = model.explain(pairs, "phishing" if label != "clean" else "clean", cols_vals=cols_vals)
         reasons.append(Reason("model", "model", round(score, 4),
                               f"the trained model ({', '.join(model.classes)}) rates it {label} ({score:.2f})", top))
     critical = [r.code for r in reasons if r.code in CRITICAL]
