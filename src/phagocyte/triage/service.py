@@ -129,12 +129,19 @@ def _absorb(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray) 
     """Other groups on an escalated incident's hosts, during it, become part of it: an alert next to
     an attack in progress is evidence of that attack, not a separate question (and routine alerts
     during an attack are what an attacker hides behind). Updates `disp` of the absorbed groups."""
-    open_ = disp != ESCALATE
+    return _join_during(incidents, feats, disp, disp != ESCALATE, ABSORB_MARGIN, same_hosts=True)
+
+
+def _join_during(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray, open_: np.ndarray,
+                 margin: float, *, same_hosts: bool) -> list[list[int]]:
+    """Open groups that start during an incident (± `margin`), on its hosts or on the others, join it
+    and are escalated with it (`open_` and `disp` are updated: a group joins one incident only)."""
     out = []
     for gids in incidents:
-        hosts = np.unique(feats.host_code[gids])
-        lo, hi = feats.start[gids].min() - ABSORB_MARGIN, feats.end[gids].max() + ABSORB_MARGIN
-        extra = np.nonzero(open_ & np.isin(feats.host_code, hosts) & (feats.start >= lo) & (feats.start <= hi))[0]
+        on_hosts = np.isin(feats.host_code, np.unique(feats.host_code[gids]))
+        lo, hi = feats.start[gids].min() - margin, feats.end[gids].max() + margin
+        extra = np.nonzero(open_ & (on_hosts if same_hosts else ~on_hosts)
+                           & (feats.start >= lo) & (feats.start <= hi))[0]
         if len(extra):
             disp[extra] = ESCALATE
             open_[extra] = False
@@ -208,17 +215,7 @@ def _concurrent(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarr
     a scan), even when it shares no entity with it. Alerts that name no tactic (logins, updates) are
     left alone, so the network's background noise stays out. Updates `disp` of the joined groups."""
     open_ = (disp != ESCALATE) & np.fromiter((bool(t) for t in feats.tactics), dtype=bool, count=len(disp))
-    out = []
-    for gids in incidents:
-        hosts = np.unique(feats.host_code[gids])
-        lo, hi = feats.start[gids].min() - margin, feats.end[gids].max() + margin
-        extra = np.nonzero(open_ & ~np.isin(feats.host_code, hosts) & (feats.start >= lo) & (feats.start <= hi))[0]
-        if len(extra):
-            disp[extra] = ESCALATE
-            open_[extra] = False
-            gids = sorted([*gids, *extra.tolist()], key=lambda i: feats.start[i])
-        out.append(gids)
-    return out
+    return _join_during(incidents, feats, disp, open_, margin, same_hosts=False)
 
 
 def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
