@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phagocyte.alerts import alert_id
 from phagocyte.analysers.events import EventScanStats, scan_store
 from phagocyte.analysers.scan import Scanner
 
@@ -156,11 +155,7 @@ def _scan_verdict(path: Path, scanner: Scanner, report: ArtefactReport, min_labe
     report.verdicts.append(ArtefactVerdict(str(path), "scan", v.kind, v.label, v.score,
                                            [str(r)[:200] for r in top[:5]], list(v.errors)))
     if _FILE_RANK[v.label] >= _FILE_RANK[min_label]:
-        alert = v.to_alert()
-        # one alert per file content and place, run after run (the verdict's message alone is not unique)
-        alert["event.id"] = alert_id("scan", alert["rule.id"], f"{path}|{v.sha256}")
-        alert["@timestamp"] = _mtime(path)
-        alert["log.file.path"] = str(path)
+        alert = v.to_alert(timestamp=_mtime(path))
         alert["rule.category"] = "file"
         report.alerts.append(alert)
 

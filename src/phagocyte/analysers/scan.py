@@ -128,11 +128,9 @@ class Scanner:
             for m in matches:
                 if m.rule == TIMEOUT_RULE:  # partial: the rules that had not finished are unknown, so say so
                     v.errors.append(f"YARA scan of the {what} timed out ({self.yara.timeout} s): no rule verdict")
-        for m in (m for _, ms in passes for m in ms):
-            if m.rule in seen or m.rule == TIMEOUT_RULE:
-                continue
-            seen.add(m.rule)
-            v.add(Reason("yara", m.rule, _YARA_WEIGHT, m.description[:120]))
+                elif m.rule not in seen:
+                    seen.add(m.rule)
+                    v.add(Reason("yara", m.rule, _YARA_WEIGHT, m.description[:120]))
         v.rescore()
 
     def _model(self, v: Verdict, text: str) -> None:

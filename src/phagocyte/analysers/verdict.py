@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from phagocyte.alerts import make_alert
+from phagocyte.alerts import alert_id, make_alert
 
 __all__ = ["MALICIOUS", "SUSPICIOUS", "Reason", "Verdict", "combine", "label_for"]
 
@@ -105,8 +106,13 @@ class Verdict:
             out["errors"] = self.errors
         return out
 
-    def to_alert(self, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The verdict as a `scan` alert (for triage), on the event it was found in when there is one."""
+    def to_alert(self, event: Mapping[str, Any] | None = None, *, timestamp: datetime | None = None
+                 ) -> dict[str, Any]:
+        """The verdict as a `scan` alert (for triage), on the event it was found in when there is one.
+
+        A file's alert (no event) is referenced by its path (`log.file.path`) and identified by path
+        and content: the same file judged again is the same alert, another file or a changed one a
+        new one (the verdict's message alone is not unique)."""
         top = sorted(self.reasons, key=lambda r: -r.weight)
         level = "high" if self.label == "malicious" else "medium" if self.label == "suspicious" else "low"
         fields: dict[str, Any] = {
@@ -115,12 +121,13 @@ class Verdict:
             "related.hash": ([self.sha256] if self.sha256 else []) + self.indicators.get("hash", []) or None,
         }
         if event is None:
-            fields.update({"file.path": self.path, "file.hash.sha256": self.sha256})
+            fields.update({"file.path": self.path, "file.hash.sha256": self.sha256, "log.file.path": self.path})
         if self.indicators.get("url"):
             fields["url.full"] = self.indicators["url"][0]
-        return make_alert(
+        rule_id = f"scan.{self.kind}.{self.label}"
+        alert = make_alert(
             source="scan",
-            rule_id=f"scan.{self.kind}.{self.label}",
+            rule_id=rule_id,
             rule_name=f"{self.label.capitalize()} {self.kind} code",
             level=level,
             event=event,
@@ -130,4 +137,8 @@ class Verdict:
             message=f"{self.label} {self.kind} ({self.score:.2f}): " + ", ".join(r.name for r in top[:3]),
             risk_score=round(self.score * 100, 1),
             fields=fields,
+            timestamp=timestamp,
         )
+        if event is None:
+            alert["event.id"] = alert_id("scan", rule_id, f"{self.path}|{self.sha256}")
+        return alert

@@ -14,12 +14,13 @@ import numpy as np
 from phagocyte.triage.sources import ENTITY_FIELDS, AlertFrame
 from phagocyte.triage.suppress import Groups
 
-__all__ = ["CORRELATION_GAP", "correlate", "merge", "split"]
+__all__ = ["CORRELATION_GAP", "correlate", "find_root", "merge", "split"]
 
 CORRELATION_GAP = 1800.0
 
 
-def _find(parent: list[int], i: int) -> int:
+def find_root(parent: list[int], i: int) -> int:
+    """Union-find root of `i` (with path halving)."""
     while parent[i] != i:
         parent[i] = parent[parent[i]]
         i = parent[i]
@@ -46,7 +47,7 @@ def correlate(frame: AlertFrame, groups: Groups, members: np.ndarray, gap: float
         for i in order:
             val = str(vals[i])
             if val == prev_val and start[i] - run_end <= gap:
-                a, b = _find(parent, int(i)), _find(parent, run_root)
+                a, b = find_root(parent, int(i)), find_root(parent, run_root)
                 if a != b:
                     parent[a] = b
                 run_end = max(run_end, end[i])
@@ -54,7 +55,7 @@ def correlate(frame: AlertFrame, groups: Groups, members: np.ndarray, gap: float
                 prev_val, run_end, run_root = val, end[i], int(i)
     buckets: dict[int, list[int]] = {}
     for i in np.argsort(start, kind="stable"):
-        buckets.setdefault(_find(parent, int(i)), []).append(int(members[i]))
+        buckets.setdefault(find_root(parent, int(i)), []).append(int(members[i]))
     return list(buckets.values())
 
 

@@ -12,7 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from phagocyte.attack import tactic_rank
-from phagocyte.triage.correlate import CORRELATION_GAP, correlate
+from phagocyte.triage.correlate import CORRELATION_GAP, correlate, find_root
 from phagocyte.triage.explain import iso, summary
 from phagocyte.triage.features import GroupFeatures, group_features
 from phagocyte.triage.score import AUTO_CLOSE, DEFER, ESCALATE, MONITOR, RiskModel, Thresholds, disposition
@@ -181,13 +181,6 @@ def _waves(incidents: list[list[int]], feats: GroupFeatures) -> list[list[int]]:
     if n < 2:
         return incidents
     parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     starts = [float(feats.start[g].min()) for g in incidents]
     rules = [{str(r) for r in feats.rule[g]} for g in incidents]
     hosts = [set(feats.host_code[g].tolist()) for g in incidents]
@@ -197,12 +190,12 @@ def _waves(incidents: list[list[int]], feats: GroupFeatures) -> list[list[int]]:
             if starts[b] - starts[a] > WAVE_WINDOW:
                 break
             if hosts[a] != hosts[b] and rules[a] & rules[b]:
-                ra, rb = find(a), find(b)
+                ra, rb = find_root(parent, a), find_root(parent, b)
                 if ra != rb:
                     parent[rb] = ra
     merged: dict[int, list[int]] = {}
     for i in range(n):
-        merged.setdefault(find(i), []).extend(incidents[i])
+        merged.setdefault(find_root(parent, i), []).extend(incidents[i])
     return [sorted(g, key=lambda i: feats.start[i]) for g in merged.values()]
 
 

@@ -80,16 +80,11 @@ async def analyse_file(request: Request, who: Analyst, name: Name = "sample",
     body = await read_limited(request, request.app.state.max_body)
 
     def run() -> dict[str, Any]:
-        from phagocyte.alerts import alert_id
-
         _, scanner = _analysers(request)
         v = scanner.scan_bytes(body, name)
         out = v.to_json()
         if alert and v.label != "clean":
-            a = v.to_alert()
-            a["event.id"] = alert_id("scan", a["rule.id"], f"{name}|{v.sha256}")
-            a["log.file.path"] = name
-            out["alert_stored"] = _store_alert(request, a) > 0
+            out["alert_stored"] = _store_alert(request, v.to_alert()) > 0
         return out
 
     return await run_in_threadpool(run)
