@@ -22,7 +22,7 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.lock
 
 demo: $(VENV)/.installed
 	rm -rf .phago-demo
-	$(BIN)/phago run --home .phago-demo demo/
+	$(BIN)/phago run --home .phago-demo demo/sample/
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

@@ -19,6 +19,8 @@ from phagocyte.ingest.pipeline import IngestReport, ingest
 from phagocyte.store.parquet import ParquetStore
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "demo" / "sample"
+"""The bundled demo sample (`make demo`), written for this repository."""
 SHARED_DATA = Path(os.environ.get("PHAGO_SHARED_DATA", REPO.parent / "shared" / "data"))
 EVALDATA_CACHE = Path(os.environ.get("PHAGO_EVALDATA", Path.home() / ".cache" / "phagocyte-evaldata"))
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,10 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from phagocyte.cli.app import app
-from tests.conftest import REPO
+from tests.conftest import DEMO
 
 runner = CliRunner()
-DEMO = REPO / "demo"
 
 
 def _home(tmp_path: Path) -> list[str]:

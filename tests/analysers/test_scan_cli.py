@@ -53,10 +53,10 @@ def test_verdict_becomes_a_scan_alert() -> None:
 
 def test_scan_events_finds_the_demo_download_cradle(tmp_path: Path) -> None:
     from phagocyte.config import load_settings
-    from tests.conftest import REPO, run_ingest
+    from tests.conftest import DEMO, run_ingest
 
     settings = load_settings(tmp_path / "home")
-    run_ingest([REPO / "demo"], settings)
+    run_ingest([DEMO], settings)
     out = tmp_path / "alerts.jsonl"
     res = runner.invoke(app, ["scan-events", "--home", str(settings.home), "--out", str(out)])
     assert res.exit_code == 0, res.output

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.api.conftest import Api, make_api
-from tests.conftest import FIXTURES
+from tests.conftest import DEMO, FIXTURES
 
 INC = {"id": "inc-1", "score": 0.93, "disposition": "escalate", "alert_refs": ["eve.json:3", "eve.json:9"],
        "entities": {"host.name": ["web1"], "source.ip": ["45.33.32.156"], "user.name": ["admin"]},
@@ -117,10 +117,9 @@ def test_alerts_raised_by_detection_are_served(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from phagocyte.cli.app import app
-    from tests.conftest import REPO
 
     home = tmp_path / "home"
-    res = CliRunner().invoke(app, ["run", "--home", str(home), str(REPO / "demo")])
+    res = CliRunner().invoke(app, ["run", "--home", str(home), str(DEMO)])
     assert res.exit_code in (0, 3), res.output
     api = make_api(f"sqlite:///{tmp_path / 'c.db'}", home)
     alerts = api.client.get("/api/alerts", params={"limit": 1000}, headers=api.h("viewer")).json()["items"]

@@ -41,9 +41,9 @@ def test_cases_import_and_list(tmp_path: Path) -> None:
 
 
 def test_run_ends_with_incidents_in_the_case_store_and_an_html_report(tmp_path: Path) -> None:
-    from tests.conftest import REPO
+    from tests.conftest import DEMO
 
-    res = runner.invoke(app, ["run", "--home", str(tmp_path), str(REPO / "demo")])
+    res = runner.invoke(app, ["run", "--home", str(tmp_path), str(DEMO)])
     assert res.exit_code == 0, res.output
     reports = list((tmp_path / "reports").glob("run-*.html"))
     assert len(reports) == 1 and "Report:" in res.output
@@ -52,7 +52,7 @@ def test_run_ends_with_incidents_in_the_case_store_and_an_html_report(tmp_path: 
     assert incidents and sorted(i["alert_count"] for i in queue) == sorted(i["alert_count"] for i in incidents)
     html = reports[0].read_text()
     assert all(f'id="{i["id"]}"' in html for i in incidents)
-    again = runner.invoke(app, ["run", "--home", str(tmp_path), str(REPO / "demo")])  # nothing new: same cases
+    again = runner.invoke(app, ["run", "--home", str(tmp_path), str(DEMO)])  # nothing new: same cases
     assert again.exit_code == 0 and CaseStore(f"sqlite:///{tmp_path / 'cases.db'}").count() == len(queue)
     assert all(ref in html for i in incidents for ref in i["alert_refs"][:3])
 
@@ -60,19 +60,19 @@ def test_run_ends_with_incidents_in_the_case_store_and_an_html_report(tmp_path: 
 def test_verdicts_in_the_case_store_teach_triage_on_the_next_run(tmp_path: Path) -> None:
     from phagocyte.cases.service import JsonlVerdictSink
     from phagocyte.triage.score import RiskModel
-    from tests.conftest import REPO
+    from tests.conftest import DEMO
 
     home = ["--home", str(tmp_path)]
-    assert runner.invoke(app, ["run", *home, str(REPO / "demo")]).exit_code == 0
+    assert runner.invoke(app, ["run", *home, str(DEMO)]).exit_code == 0
     cases = CaseStore(f"sqlite:///{tmp_path / 'cases.db'}", verdicts=JsonlVerdictSink(tmp_path / "verdicts.jsonl"))
     queue = cases.queue(limit=100)
     assert len(queue) >= 2
     cases.verdict(queue[0]["id"], "ana", "true_positive")
     cases.verdict(queue[-1]["id"], "ana", "false_positive")
-    res = runner.invoke(app, ["run", *home, str(REPO / "demo")])
+    res = runner.invoke(app, ["run", *home, str(DEMO)])
     assert res.exit_code == 0 and "learned" in res.output, res.output
     model = RiskModel.load(tmp_path / "triage-model")
     assert model.verdicts >= 2
-    again = runner.invoke(app, ["run", *home, str(REPO / "demo")])
+    again = runner.invoke(app, ["run", *home, str(DEMO)])
     assert "learned" not in again.output  # each verdict is learned once
     assert RiskModel.load(tmp_path / "triage-model").verdicts == model.verdicts

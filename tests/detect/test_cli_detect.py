@@ -16,10 +16,9 @@ from phagocyte.cli.app import app
 from phagocyte.detect.rules import load_rules
 from phagocyte.detect.sync import SyncError, unpack_release
 from phagocyte.store.parquet import ParquetStore
-from tests.conftest import REPO, evaldata
+from tests.conftest import DEMO, evaldata
 
 runner = CliRunner()
-DEMO = REPO / "demo"
 
 
 @pytest.fixture(autouse=True)
