@@ -112,8 +112,9 @@ def test_baseline_is_capped_and_forgets_the_oldest() -> None:
     for t in range(20):
         b.add(np.array([f"r{t}"], dtype=object), np.array(["h"], dtype=object), np.array([1.0]), np.array([t]))
     assert len(b.pair) <= 8 and len(b.rule) <= 8
-    n_rh, s_rh, n_r = b(np.array(["r19", "r0"], dtype=object), np.array(["h", "h"], dtype=object))
+    n_rh, s_rh, n_r, bins = b(np.array(["r19", "r0"], dtype=object), np.array(["h", "h"], dtype=object))
     assert n_rh.tolist() == [1.0, 0.0] and s_rh.tolist() == [1.0, 0.0] and n_r.tolist() == [1.0, 0.0]
+    assert bins.tolist() == [1, 0]  # r19 was seen at 19 s after midnight: the first 30-min bin
 
 
 def test_unsorted_and_empty_chunks(setup: tuple[RiskModel, AlertFrame, Path]) -> None:

@@ -19,18 +19,28 @@ from phagocyte.attack import TACTICS, tactic
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups
 
-__all__ = ["BASE_FEATURES", "FEATURES", "HOST_WINDOW", "GroupFeatures", "PriorCounts", "group_features", "host_context",
-           "rule_tactics"]
+__all__ = ["BASE_FEATURES", "FEATURES", "HOST_WINDOW", "GroupFeatures", "PriorCounts", "context_key",
+           "group_features", "host_context", "rule_tactics"]
 
-PriorCounts = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-"""(rules, hosts) → earlier groups of each (rule, host), their summed log counts, earlier groups of each rule."""
+PriorCounts = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+"""(rules, hosts) → earlier groups of each (rule, host), their summed log counts, earlier groups of each
+rule, and the times of day of the earlier groups of each (rule, host) (`day_bins` bit masks)."""
 
 HOST_WINDOW = 3600.0
 """Seconds around a group in which other groups of the same host count as its context."""
+FLEET_WINDOW = 300.0
+"""Seconds around a group's start in which a group of the same rule on another host makes it part of a
+fleet-wide event (a configuration push, a nightly restart, a sweep), not something singular to its host."""
+DAY_BINS = 48
+"""Times of day are compared in bins of 30 minutes (UTC)."""
+BASELINE_LEARNED = 86400.0
+"""Seconds of watched stream after which the baseline counts as learned (a detector's own learning
+phase, the first day of a new sensor, is full of lone first-time alerts)."""
 
 BASE_FEATURES: tuple[str, ...] = (
     "rule_prior", "rule_support", "count", "duration", "level", "first_on_host", "seen_on_host",
     "seen_in_org", "burst", "host_variety", "host_novel", "tactic_breadth", "stream_age", "novel_x_age",
+    "lone_prior",
 )
 FEATURES: tuple[str, ...] = (*BASE_FEATURES, "host_risk")
 """`host_risk` is a second stage: the first-stage risk of the other groups on the same host nearby
@@ -50,6 +60,7 @@ FEATURE_TEXT: dict[str, str] = {
     "tactic_breadth": "several ATT&CK tactics on the host within the hour",
     "stream_age": "how long the baseline has been learned",
     "novel_x_age": "new on a host whose baseline is well known",
+    "lone_prior": "past verdicts on this rule when it fired alone on a quiet host, outside any fleet-wide event",
     "host_risk": "other risky alert groups on the same host within the hour",
 }
 
@@ -80,12 +91,18 @@ def rule_tactics(rule_name: str, given: tuple[str, ...] = ()) -> tuple[str, ...]
     return tuple(out)
 
 
+def context_key(rule: str) -> str:
+    """Key of a rule's verdicts given on *lone* groups (see `group_features`) in `context_stats`."""
+    return rule + "\tlone"
+
+
 class GroupFeatures:
     """Feature matrix (groups × BASE_FEATURES) and what the second stage, explanation and
     correlation need (host code and time span of each group)."""
 
     def __init__(self, X: np.ndarray, rule: np.ndarray, host: np.ndarray, support: np.ndarray,
-                 tactics: list[tuple[str, ...]], host_code: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+                 tactics: list[tuple[str, ...]], host_code: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 lone: np.ndarray | None = None) -> None:
         self.X = X
         self.rule = rule
         self.host = host
@@ -94,6 +111,9 @@ class GroupFeatures:
         self.host_code = host_code
         self.start = start
         self.end = end
+        self.lone = lone if lone is not None else np.zeros(len(rule), dtype=bool)
+        """Alone on its host within HOST_WINDOW, no group of its rule on another host within FLEET_WINDOW,
+        after BASELINE_LEARNED: the context of `lone_prior`."""
 
 
 def host_context(p1: np.ndarray, host_code: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -110,6 +130,52 @@ def _prior(rule_stats: Mapping[str, tuple[float, float]], rules: np.ndarray) -> 
     b = np.array([rule_stats.get(r, (0.0, 0.0))[1] for r in uniq])
     logit = np.log((a + 0.5) / (b + 0.5))
     return logit[inv], (a + b)[inv]
+
+
+def day_bins(t: np.ndarray) -> np.ndarray:
+    """Bit mask (int64) of the time-of-day bin of each time."""
+    return np.left_shift(np.int64(1), ((np.asarray(t, dtype=np.float64) % 86400.0) // (86400.0 / DAY_BINS))
+                         .astype(np.int64))
+
+
+def _near_bins(mask: np.ndarray) -> np.ndarray:
+    """A time-of-day mask widened by one bin on each side (circular)."""
+    full = (1 << DAY_BINS) - 1
+    m = mask.astype(np.int64)
+    return (m | ((m << 1) & full) | (m >> 1) | ((m & 1) << (DAY_BINS - 1)) | ((m >> (DAY_BINS - 1)) & 1)) & full
+
+
+def _earlier_bins(key: np.ndarray, t: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of `rows`: OR of the time-of-day bins of the earlier rows sharing its key."""
+    out = np.zeros(len(rows), dtype=np.int64)
+    if not len(rows):
+        return out
+    bins = day_bins(t)
+    for j, i in enumerate(rows.tolist()):
+        same = np.nonzero((key == key[i]) & (t < t[i]))[0]
+        if len(same):
+            out[j] = np.bitwise_or.reduce(bins[same])
+    return out
+
+
+CONTEXT_PSEUDO = 2.0
+"""Pseudo-verdicts at the rule's overall rate that a context's own verdicts must outweigh."""
+
+
+def _context_shift(rule_stats: Mapping[str, tuple[float, float]], context_stats: Mapping[str, tuple[float, float]],
+                   rules: np.ndarray) -> np.ndarray:
+    """How far a rule's verdicts in one context move its log-odds from its overall prior: the context's
+    (attack, noise) counts, smoothed towards the rule's overall rate; 0 without verdicts there."""
+    out = np.zeros(len(rules))
+    for i, r in enumerate(rules.tolist()):
+        ac, bc = context_stats.get(context_key(str(r)), (0.0, 0.0))
+        if ac + bc <= 0:
+            continue
+        a, b = rule_stats.get(str(r), (0.0, 0.0))
+        rate = (a + 0.5) / (a + b + 1.0)
+        ctx = np.log((ac + CONTEXT_PSEUDO * rate) / (bc + CONTEXT_PSEUDO * (1 - rate)))
+        out[i] = ctx - np.log((a + 0.5) / (b + 0.5))
+    return out
 
 
 def _cum_in_key(key: np.ndarray, t: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,8 +209,10 @@ def _window_sum(host: np.ndarray, start: np.ndarray, end: np.ndarray, values: np
 
 
 def group_features(frame: AlertFrame, groups: Groups, rule_stats: Mapping[str, tuple[float, float]],
-                   history: PriorCounts | None = None, t0: float | None = None) -> GroupFeatures:
-    """Features of every group of a frame, given the rule verdict counts (attack, noise).
+                   history: PriorCounts | None = None, t0: float | None = None,
+                   context_stats: Mapping[str, tuple[float, float]] | None = None) -> GroupFeatures:
+    """Features of every group of a frame, given the rule verdict counts (attack, noise) and those
+    given on lone groups (`context_stats`, keyed by `context_key`).
 
     A stream (`stream.py`) passes `history`, the baseline of the groups it no longer holds (they all
     started before this frame's groups), and `t0`, when its baseline began."""
@@ -161,8 +229,9 @@ def group_features(frame: AlertFrame, groups: Groups, rule_stats: Mapping[str, t
     rh = rule_code.astype(np.int64) * (host_code.max(initial=0) + 1) + host_code
     n_rh, s_rh = _cum_in_key(rh, start, logc)
     n_r, _ = _cum_in_key(rule_code, start, logc)
+    h_bins = np.zeros(ng, dtype=np.int64)
     if history is not None and ng:
-        h_rh, h_srh, h_r = history(rule, hosts)
+        h_rh, h_srh, h_r, h_bins = history(rule, hosts)
         n_rh, s_rh, n_r = n_rh + h_rh, s_rh + h_srh, n_r + h_r
     first = (n_rh == 0).astype(np.float64)
     burst = np.where(n_rh > 0, logc - s_rh / np.maximum(n_rh, 1), 0.0)
@@ -184,10 +253,29 @@ def group_features(frame: AlertFrame, groups: Groups, rule_stats: Mapping[str, t
             breadth += _window_sum(host_code, start, end, has, HOST_WINDOW) > 0
     origin = t0 if t0 is not None else (start.min() if ng else 0.0)
     age = np.log1p(np.maximum(start - origin, 0.0) / 3600.0)
+    # Lone: the only group of its host within the hour, its rule on no other host at that moment, once
+    # the baseline is learned, and not at a time of day at which its rule fired on this host before.
+    # A rule's verdicts in that context can differ from its overall prior: a rule whose alerts are
+    # mostly the noise of busy hosts, fleet-wide restarts and scheduled jobs may mean something else
+    # when it fires alone on a quiet host. `lone_prior` is how far the smoothed log-odds of the
+    # verdicts on the rule's lone groups lie from its overall prior (0 for other groups).
+    ones = np.ones(ng)
+    rh_dense = np.unique(rh, return_inverse=True)[1]
+    fleet = (_window_sum(rule_code, start, start, ones, FLEET_WINDOW)
+             - _window_sum(rh_dense, start, start, ones, FLEET_WINDOW))
+    lone = (variety <= 1.0) & (fleet <= 0.0) & (start - origin >= BASELINE_LEARNED)
+    # Not lone: within ± 30 min of a time of day at which its rule fired on its host before (a scheduled job).
+    cand = np.nonzero(lone)[0]
+    if len(cand):
+        seen = _earlier_bins(rh, start, cand) | h_bins[cand].astype(np.int64)
+        lone[cand[(_near_bins(seen) & day_bins(start[cand])) != 0]] = False
+    lone_prior = np.zeros(ng)
+    if context_stats and lone.any():
+        lone_prior[lone] = _context_shift(rule_stats, context_stats, rule[lone])
     level = np.maximum.reduceat(frame.level[np.argsort(groups.of_alert, kind="stable")].astype(np.float64),
                                 np.r_[0, np.cumsum(groups.count)[:-1]]) if ng else np.zeros(0)
     X = np.column_stack([
         prior, np.log1p(support), logc, np.log1p(end - start), level, first, np.log1p(n_rh), np.log1p(n_r),
-        burst, np.log1p(variety), np.log1p(novel), breadth, age, first * age,
+        burst, np.log1p(variety), np.log1p(novel), breadth, age, first * age, lone_prior,
     ]) if ng else np.zeros((0, len(BASE_FEATURES)))
-    return GroupFeatures(X, rule, hosts, support, tactics, host_code.astype(np.int64), start, end)
+    return GroupFeatures(X, rule, hosts, support, tactics, host_code.astype(np.int64), start, end, lone)

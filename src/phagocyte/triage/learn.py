@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from phagocyte.triage.features import BASE_FEATURES, group_features
+from phagocyte.triage.features import BASE_FEATURES, context_key, group_features
 from phagocyte.triage.score import RiskModel, full_features
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups, SuppressionConfig, suppress
@@ -50,6 +50,12 @@ def _rule_counts(rules: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, flo
         a, b = out.get(r, (0.0, 0.0))
         out[r] = (a + (lab == 1), b + (lab == 0))
     return out
+
+
+def _context_counts(rules: np.ndarray, lone: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Verdict counts of the lone groups, keyed by `context_key(rule)`."""
+    keep = lone & (y >= 0)
+    return {context_key(r): v for r, v in _rule_counts(rules[keep], y[keep]).items()}
 
 
 def _add(a: Mapping[str, tuple[float, float]], b: Mapping[str, tuple[float, float]], sign: int = 1
@@ -87,16 +93,25 @@ def learn(frames: Sequence[tuple[str, AlertFrame]], suppression: SuppressionConf
     total: dict[str, tuple[float, float]] = {}
     for p in parts:
         total = _add(total, p[4])
+    # Which groups are lone does not depend on the priors; their verdicts give the context priors,
+    # also counted leave-one-source-out.
+    own_ctx = [_context_counts(frame.rule[g.first_alert], group_features(frame, g, {}).lone, y)
+               for _name, frame, g, y, _own in parts]
+    total_ctx: dict[str, tuple[float, float]] = {}
+    for c in own_ctx:
+        total_ctx = _add(total_ctx, c)
     feats, ys = [], []
-    for _name, frame, g, y, own in parts:
-        prior = _add(total, own, -1) if len(parts) > 1 else total
-        feats.append(group_features(frame, g, prior))
+    for (_name, frame, g, y, own), ctx in zip(parts, own_ctx, strict=True):
+        multi = len(parts) > 1
+        feats.append(group_features(frame, g, _add(total, own, -1) if multi else total,
+                                    context_stats=_add(total_ctx, ctx, -1) if multi else total_ctx))
         ys.append(y)
     first = RiskModel.fit_first(np.vstack([f.X[y >= 0] for f, y in zip(feats, ys, strict=True)]),
                                 np.concatenate([y[y >= 0] for y in ys]))
     X = np.vstack([full_features(first, f)[y >= 0] for f, y in zip(feats, ys, strict=True)])
     y = np.concatenate([y[y >= 0] for y in ys])
-    model = RiskModel.fit(X, y, total, first=first, suppression=cfg, trained_on=[n for n, *_ in parts])
+    model = RiskModel.fit(X, y, total, first=first, suppression=cfg, trained_on=[n for n, *_ in parts],
+                          context_stats=total_ctx)
     return model, X, y
 
 
@@ -114,12 +129,13 @@ def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, s
     if bad:
         raise ValueError(f"unknown verdict(s) {sorted(bad)}; use {', '.join(VERDICTS)}")
     g = suppress(frame, model.suppression)
-    feats = group_features(frame, g, model.rule_stats)
+    feats = group_features(frame, g, model.rule_stats, context_stats=model.context_stats)
     ids = np.asarray(sorted(verdicts), dtype=np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= len(g)):
         raise ValueError("verdict on a group that does not exist")
     y_new = np.asarray([1 if verdicts[int(i)] == TP else 0 for i in ids], dtype=np.int8)
     stats = _add(model.rule_stats, _rule_counts(feats.rule[ids], y_new))
+    ctx = _add(model.context_stats, _context_counts(feats.rule[ids], feats.lone[ids], y_new))
     Xf = model.full_features(feats)
     X_old, y_old = train if train is not None else (np.zeros((0, Xf.shape[1])), np.zeros(0, np.int8))
     X, y = np.vstack([X_old, Xf[ids]]), np.concatenate([y_old, y_new])
@@ -132,10 +148,11 @@ def apply_verdicts(model: RiskModel, frame: AlertFrame, verdicts: Mapping[int, s
                               f"{i} ({int(g.count[i])} alerts): suppress this rule on this host only"})
     if len(np.unique(y)) < 2:
         new = RiskModel(model.coef, model.intercept, model.mean, model.std, model.first, stats, model.thresholds,
-                        model.suppression, model.verdicts + len(ids), model.trained_on, model.proposals + proposals)
+                        model.suppression, model.verdicts + len(ids), model.trained_on, model.proposals + proposals,
+                        ctx)
     else:  # both stages refitted; the stored host_risk column keeps the first stage it was computed with
         first = RiskModel.fit_first(X[:, :len(BASE_FEATURES)], y)
         new = RiskModel.fit(X, y, stats, first=first, thresholds=model.thresholds, suppression=model.suppression,
-                            trained_on=model.trained_on, proposals=model.proposals + proposals)
+                            trained_on=model.trained_on, proposals=model.proposals + proposals, context_stats=ctx)
         new.verdicts = model.verdicts + len(ids) if train is None else len(y)
     return new, proposals, X, y

@@ -93,6 +93,8 @@ class RiskModel:
     """Labelled groups (analyst verdicts) the model has consumed."""
     trained_on: list[str] = field(default_factory=list)
     proposals: list[dict[str, Any]] = field(default_factory=list)
+    context_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """`context_key(rule)` → (attack, noise) verdicts on the rule's *lone* groups (`lone_prior`)."""
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, rule_stats: Mapping[str, tuple[float, float]],
@@ -145,6 +147,7 @@ class RiskModel:
             "coef": self.coef.tolist(), "intercept": self.intercept, "mean": self.mean.tolist(),
             "std": self.std.tolist(), "first": self.first.to_dict(),
             "rule_stats": {k: list(v) for k, v in sorted(self.rule_stats.items())},
+            "context_stats": {k: list(v) for k, v in sorted(self.context_stats.items())},
             "thresholds": self.thresholds.__dict__, "suppression": self.suppression.to_dict(),
             "verdicts": self.verdicts, "trained_on": self.trained_on, "proposals": self.proposals,
         }
@@ -166,7 +169,8 @@ class RiskModel:
                    np.asarray(doc["std"], float), _Linear.from_dict(doc["first"]),
                    {k: (float(v[0]), float(v[1])) for k, v in doc["rule_stats"].items()},
                    Thresholds(**doc.get("thresholds", {})), SuppressionConfig.from_dict(doc.get("suppression", {})),
-                   int(doc.get("verdicts", 0)), list(doc.get("trained_on", [])), list(doc.get("proposals", [])))
+                   int(doc.get("verdicts", 0)), list(doc.get("trained_on", [])), list(doc.get("proposals", [])),
+                   {k: (float(v[0]), float(v[1])) for k, v in doc.get("context_stats", {}).items()})
 
     @staticmethod
     def training_set(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:

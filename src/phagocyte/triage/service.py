@@ -214,7 +214,7 @@ def _concurrent(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarr
 def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:
     """Triage a frame of alerts with a learned model."""
     groups = suppress(frame, model.suppression)
-    feats = group_features(frame, groups, model.rule_stats)
+    feats = group_features(frame, groups, model.rule_stats, context_stats=model.context_stats)
     X = model.full_features(feats)
     prob = model.predict(X) if len(groups) else np.zeros(0)
     disp = disposition(prob, feats.support, model.thresholds)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from phagocyte.triage.correlate import CORRELATION_GAP
-from phagocyte.triage.features import HOST_WINDOW, GroupFeatures, group_features
+from phagocyte.triage.features import HOST_WINDOW, GroupFeatures, day_bins, group_features
 from phagocyte.triage.score import ESCALATE, RiskModel, disposition
 from phagocyte.triage.service import ABSORB_MARGIN, DEFER_GAP, Incident, build_incidents, incident_dict
 from phagocyte.triage.sources import AlertFrame
@@ -63,21 +63,24 @@ class Baseline:
 
     def __init__(self, cap: int = 200_000) -> None:
         self.cap = cap
-        self.pair: dict[tuple[str, str], list[float]] = {}  # (rule, host) → [groups, Σ log1p(count), last seen]
+        self.pair: dict[tuple[str, str], list[float]] = {}  # (rule, host) → [groups, Σ log1p(count), last seen,
+        # times of day seen (bit mask of `day_bins`)]
         self.rule: dict[str, list[float]] = {}  # rule → [groups, last seen]
 
     def __len__(self) -> int:
         return len(self.pair) + len(self.rule)
 
     def add(self, rules: np.ndarray, hosts: np.ndarray, logc: np.ndarray, t: np.ndarray) -> None:
-        for r, h, c, ti in zip(rules.tolist(), hosts.tolist(), logc.tolist(), t.tolist(), strict=True):
+        bins = day_bins(t).tolist()
+        for r, h, c, ti, b in zip(rules.tolist(), hosts.tolist(), logc.tolist(), t.tolist(), bins, strict=True):
             p = self.pair.get((r, str(h)))
             if p is None:
-                self.pair[(r, str(h))] = [1.0, c, ti]
+                self.pair[(r, str(h))] = [1.0, c, ti, b]
             else:
                 p[0] += 1.0
                 p[1] += c
                 p[2] = max(p[2], ti)
+                p[3] = int(p[3]) | b
             q = self.rule.get(r)
             if q is None:
                 self.rule[r] = [1.0, ti]
@@ -92,19 +95,20 @@ class Baseline:
         if len(self.rule) > self.cap:
             self.rule = dict(sorted(self.rule.items(), key=lambda kv: kv[1][1])[len(self.rule) - 3 * self.cap // 4:])
 
-    def __call__(self, rules: np.ndarray, hosts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, rules: np.ndarray, hosts: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = len(rules)
-        n_rh, s_rh, n_r = np.zeros(n), np.zeros(n), np.zeros(n)
+        n_rh, s_rh, n_r, bins = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
         if not self.pair:
-            return n_rh, s_rh, n_r
+            return n_rh, s_rh, n_r, bins
         for i, (r, h) in enumerate(zip(rules.tolist(), hosts.tolist(), strict=True)):
             p = self.pair.get((r, str(h)))
             if p is not None:
-                n_rh[i], s_rh[i] = p[0], p[1]
+                n_rh[i], s_rh[i], bins[i] = p[0], p[1], int(p[3])
             q = self.rule.get(r)
             if q is not None:
                 n_r[i] = q[0]
-        return n_rh, s_rh, n_r
+        return n_rh, s_rh, n_r, bins
 
 
 @dataclass
@@ -299,7 +303,8 @@ class StreamTriage:
         ready = ~done & ((groups.last_seen + self.settle < self.now) | final)
         if ready.any():
             m = self.model
-            feats = group_features(self.buf, groups, m.rule_stats, history=self.baseline, t0=self.t0)
+            feats = group_features(self.buf, groups, m.rule_stats, history=self.baseline, t0=self.t0,
+                                   context_stats=m.context_stats)
             X = m.full_features(feats)
             prob = m.predict(X)
             disp = disposition(prob, feats.support, m.thresholds)
