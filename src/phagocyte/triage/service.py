@@ -133,13 +133,16 @@ def _absorb(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray) 
 
 
 def _join_during(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarray, open_: np.ndarray,
-                 margin: float, *, same_hosts: bool) -> list[list[int]]:
-    """Open groups that start during an incident (± `margin`), on its hosts or on the others, join it
-    and are escalated with it (`open_` and `disp` are updated: a group joins one incident only)."""
+                 margin: float, *, same_hosts: bool, until: list[float] | None = None) -> list[list[int]]:
+    """Open groups that start during an incident (± `margin`; up to `until[k]` when that is later),
+    on its hosts or on the others, join it and are escalated with it (`open_` and `disp` are updated:
+    a group joins one incident only)."""
     out = []
-    for gids in incidents:
+    for k, gids in enumerate(incidents):
         on_hosts = np.isin(feats.host_code, np.unique(feats.host_code[gids]))
         lo, hi = feats.start[gids].min() - margin, feats.end[gids].max() + margin
+        if until is not None:
+            hi = max(hi, until[k])
         extra = np.nonzero(open_ & (on_hosts if same_hosts else ~on_hosts)
                            & (feats.start >= lo) & (feats.start <= hi))[0]
         if len(extra):
@@ -150,6 +153,9 @@ def _join_during(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndar
     return out
 
 
+BRIDGE_GAP = 3600.0
+"""Two escalated incidents sharing a host less than this apart: the intrusion is taken to be in progress
+between them (an attacker working quietly on the host), so concurrent activity is looked for over the gap."""
 WAVE_WINDOW = 300.0
 """Escalated incidents on different hosts that start within this many seconds of each other and
 share a rule are one sweep (a scan or a worm touching many hosts at once): one analyst item."""
@@ -206,9 +212,16 @@ def _concurrent(incidents: list[list[int]], feats: GroupFeatures, disp: np.ndarr
     intrusion in progress is the context that makes a routine-looking tactic alert elsewhere worth a
     look (a CPU spike on the monitoring host while passwords are cracked, new DNS characters during
     a scan), even when it shares no entity with it. Alerts that name no tactic (logins, updates) are
-    left alone, so the network's background noise stays out. Updates `disp` of the joined groups."""
+    left alone, so the network's background noise stays out. An incident followed within BRIDGE_GAP by
+    another escalated incident of one of its hosts looks until that one starts (an attacker at work
+    between two escalations, cracking hashes say, may raise nothing on the host itself, only a CPU
+    alert on the monitoring host). Updates `disp` of the joined groups."""
     open_ = (disp != ESCALATE) & np.fromiter((bool(t) for t in feats.tactics), dtype=bool, count=len(disp))
-    return _join_during(incidents, feats, disp, open_, margin, same_hosts=False)
+    spans = [(float(feats.start[g].min()), float(feats.end[g].max()), set(feats.host_code[g].tolist()))
+             for g in incidents]
+    until = [min((s for s, _e, h in spans if end < s <= end + BRIDGE_GAP and h & hosts), default=-np.inf)
+             for _s, end, hosts in spans]
+    return _join_during(incidents, feats, disp, open_, margin, same_hosts=False, until=until)
 
 
 def triage(frame: AlertFrame, model: RiskModel) -> TriageResult:

@@ -29,7 +29,7 @@ import numpy as np
 from phagocyte.triage.correlate import CORRELATION_GAP
 from phagocyte.triage.features import HOST_WINDOW, GroupFeatures, day_bins, group_features
 from phagocyte.triage.score import ESCALATE, RiskModel, disposition
-from phagocyte.triage.service import ABSORB_MARGIN, DEFER_GAP, Incident, build_incidents, incident_dict
+from phagocyte.triage.service import ABSORB_MARGIN, BRIDGE_GAP, DEFER_GAP, Incident, build_incidents, incident_dict
 from phagocyte.triage.sources import AlertFrame
 from phagocyte.triage.suppress import Groups, alert_keys
 
@@ -358,8 +358,8 @@ class StreamTriage:
         closed: list[Incident] = []
         for inc in incidents:
             start, end = float(groups.first_seen[inc.groups].min()), float(groups.last_seen[inc.groups].max())
-            if inc.disposition == ESCALATE and not inc.deferred:
-                gap = max(CORRELATION_GAP, ABSORB_MARGIN)
+            if inc.disposition == ESCALATE and not inc.deferred:  # a later escalation may bridge to it
+                gap = max(CORRELATION_GAP, ABSORB_MARGIN, BRIDGE_GAP + CORRELATION_GAP)
             else:
                 gap = DEFER_GAP
             if end + gap < frontier or frontier - start > self.max_incident_span:
