@@ -6,7 +6,7 @@ import numpy as np
 
 from phagocyte.triage.features import BASE_FEATURES, GroupFeatures
 from phagocyte.triage.score import DEFER, ESCALATE, MONITOR, Thresholds
-from phagocyte.triage.service import ABSORB_MARGIN, WAVE_WINDOW, _concurrent, _corroborated, _waves
+from phagocyte.triage.service import ABSORB_MARGIN, BRIDGE_GAP, WAVE_WINDOW, _concurrent, _corroborated, _waves
 
 
 def feats(rules: list[str], hosts: list[int], start: list[float], end: list[float] | None = None,
@@ -52,3 +52,21 @@ def test_concurrent_tactic_alerts_on_other_hosts_join_an_intrusion() -> None:
     out = _concurrent([[0]], f, disp)
     assert out == [[4, 0, 1]]
     assert disp.tolist() == [ESCALATE, ESCALATE, MONITOR, MONITOR, ESCALATE]
+
+
+def test_concurrent_activity_bridges_the_gap_between_two_escalations_of_one_host() -> None:
+    # host 0 escalated over [1000, 2000] and again from 2000 + BRIDGE_GAP / 2: the tactic alert on host 1
+    # in between (beyond ABSORB_MARGIN of both) joins the first; with the second escalation on another
+    # host, or too late, it stays out
+    t = ("TA0040",)
+    gap_start = 2000 + BRIDGE_GAP / 2
+    cpu = 2000 + BRIDGE_GAP / 4
+    assert cpu > 2000 + ABSORB_MARGIN and cpu < gap_start - ABSORB_MARGIN
+    for second_host, second_start, joins in ((0, gap_start, True), (2, gap_start, False),
+                                             (0, 2000 + 2 * BRIDGE_GAP, False)):
+        f = feats(["x", "y", "cpu"], [0, second_host, 1], [1000, second_start, cpu],
+                  end=[2000, second_start + 100, cpu], tactics=[(), (), t])
+        disp = np.array([ESCALATE, ESCALATE, MONITOR], dtype=object)
+        out = _concurrent([[0], [1]], f, disp)
+        assert (out == [[0, 2], [1]]) is joins
+        assert (disp[2] == ESCALATE) is joins
