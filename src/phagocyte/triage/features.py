@@ -113,7 +113,8 @@ class GroupFeatures:
         self.end = end
         self.lone = lone if lone is not None else np.zeros(len(rule), dtype=bool)
         """Alone on its host within HOST_WINDOW, no group of its rule on another host within FLEET_WINDOW,
-        after BASELINE_LEARNED: the context of `lone_prior`."""
+        after BASELINE_LEARNED, not at a time of day its rule fired on its host before: the context of
+        `lone_prior`."""
 
 
 def host_context(p1: np.ndarray, host_code: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -145,16 +146,21 @@ def _near_bins(mask: np.ndarray) -> np.ndarray:
     return (m | ((m << 1) & full) | (m >> 1) | ((m & 1) << (DAY_BINS - 1)) | ((m >> (DAY_BINS - 1)) & 1)) & full
 
 
-def _earlier_bins(key: np.ndarray, t: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """For each of `rows`: OR of the time-of-day bins of the earlier rows sharing its key."""
-    out = np.zeros(len(rows), dtype=np.int64)
+def _seen_at_time_of_day(key: np.ndarray, t: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of `rows`: whether an earlier row with its key fell in its time-of-day bin or one next
+    to it (vectorised: the earliest time of each (key, bin), looked up for the three bins)."""
+    out = np.zeros(len(rows), dtype=bool)
     if not len(rows):
         return out
-    bins = day_bins(t)
-    for j, i in enumerate(rows.tolist()):
-        same = np.nonzero((key == key[i]) & (t < t[i]))[0]
-        if len(same):
-            out[j] = np.bitwise_or.reduce(bins[same])
+    b = ((t % 86400.0) // (86400.0 / DAY_BINS)).astype(np.int64)
+    code = key.astype(np.int64) * DAY_BINS + b
+    order = np.lexsort((t, code))
+    uniq, first = np.unique(code[order], return_index=True)
+    tmin = t[order][first]
+    for d in (-1, 0, 1):
+        c = key[rows].astype(np.int64) * DAY_BINS + (b[rows] + d) % DAY_BINS
+        pos = np.minimum(np.searchsorted(uniq, c), len(uniq) - 1)
+        out |= (uniq[pos] == c) & (tmin[pos] < t[rows])
     return out
 
 
@@ -267,8 +273,8 @@ def group_features(frame: AlertFrame, groups: Groups, rule_stats: Mapping[str, t
     # Not lone: within ± 30 min of a time of day at which its rule fired on its host before (a scheduled job).
     cand = np.nonzero(lone)[0]
     if len(cand):
-        seen = _earlier_bins(rh, start, cand) | h_bins[cand].astype(np.int64)
-        lone[cand[(_near_bins(seen) & day_bins(start[cand])) != 0]] = False
+        seen = _seen_at_time_of_day(rh, start, cand) | ((_near_bins(h_bins[cand]) & day_bins(start[cand])) != 0)
+        lone[cand[seen]] = False
     lone_prior = np.zeros(ng)
     if context_stats and lone.any():
         lone_prior[lone] = _context_shift(rule_stats, context_stats, rule[lone])
