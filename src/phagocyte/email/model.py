@@ -6,9 +6,11 @@ HTML structure (tag and attribute names), mixed-script words, plus structure tok
 code that fired, the MIME layout, attachment true types, link top-level domains and header names.
 They are hashed (no vocabulary to store), so a team retrains on its own mail with
 `phago email train` and the model is two arrays and a JSON file: loading it executes nothing
-(no pickle). Logistic regression gives probabilities that are calibrated by construction on the
-training distribution (log loss), and each token's contribution is readable, which is what the
-verdict's `model` reason shows.
+(no pickle). Logistic regression gives probabilities calibrated by its log loss (to equal class
+shares: the class weights are balanced), and each token's contribution is readable, which is what
+the verdict's `model` reason shows. Each token family with many tokens per message (words, character
+n-grams, link and HTML structure) is an l2-normalised block, so that no family outweighs the others
+by its count alone.
 """
 
 from __future__ import annotations
