@@ -13,6 +13,7 @@ from phagocyte.alerts import alerts_to_table
 from phagocyte.cli.app import app
 from phagocyte.email.alerts import verdict_to_alert
 from phagocyte.email.mailbox import Skipped, iter_messages
+from phagocyte.email.model import EmailModel
 from phagocyte.email.verdict import analyse
 from tests.email.messages import CREDENTIAL_FORM_HTML, PE_HEADER, message
 from tests.email.test_model import HAM, PHISH
@@ -116,3 +117,11 @@ def test_alert_carries_the_indicators_as_ecs_entities() -> None:
     table = alerts_to_table([alert])
     assert isinstance(table, pa.Table) and table.num_rows == 1
     assert alert == verdict_to_alert(v), "the same verdict is the same alert (deterministic id)"
+
+
+def test_a_model_of_format_2_is_refused_too(tmp_path: Path) -> None:
+    # /2 weights were learnt for structure tokens at 1.0 each; /3 normalises them.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.json").write_text(json.dumps({"format": "phagocyte-email-model/2", "n_features": 2**20}))
+    assert "retrain" in (EmailModel.problem(old) or "")

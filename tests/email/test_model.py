@@ -108,3 +108,18 @@ def test_columns_keep_each_token_in_order() -> None:
     pairs = [*_row(message(text=PHISH[0])), ("zero", 0.0), ("", 1.0)]
     cols, vals = columns(pairs)
     assert list(cols) == [_column(t) for t, _ in pairs] and list(vals) == [v for _, v in pairs]
+
+
+def test_html_and_link_structure_are_normalised_blocks() -> None:
+    # A mail client's markup (dozens of tag and attribute names) must not outweigh the words by its
+    # count: each block of structure tokens has unit l2 norm, whatever the number of tags or links.
+    small = "<html><body><p>See <a href='https://example.org/a'>this</a></p></body></html>"
+    tags = "".join(f"<div class='c{i}' style='x' id='d{i}'><span lang='en'>x</span></div>" for i in range(40))
+    big = f"<html><head><meta http-equiv='x' content='y' charset='z'></head><body>{tags}" + "".join(
+        f"<a href='https://host{i}.example.org/p{i}/q?x={i}'>l</a>" for i in range(30)) + "</body></html>"
+    for html in (small, big):
+        pairs = _row(message(text="Hello", html=html))
+        for prefix in (("t:", "a:"), ("uh:", "up:", "ulen:", "uq:")):
+            values = [v for t, v in pairs if t.startswith(prefix)]
+            assert len(values) >= 2
+            assert sum(v * v for v in values) == pytest.approx(1.0)

@@ -105,6 +105,10 @@ CASES: list[tuple[str, bytes, str]] = [
     # language
     ("urgency", message(text="Your account will be suspended within 24 hours unless you act now."),
      "within 24 hours"),
+    ("urgency", message(text="Please confirm your password immediately to keep your mailbox."),
+     "confirm your password immediately"),
+    ("urgency", message(text="Regularize sua conta imediatamente pelo link abaixo."),
+     "regularize sua conta imediatamente"),
     ("credential_request", message(text="Please verify your account by signing in to the portal."),
      "verify your account"),
     ("credential_request", message(text="Atualize seus dados e confirme sua senha hoje."), "atualize seus dados"),
@@ -228,3 +232,13 @@ def test_lookalike_prefilter_finds_what_a_full_scan_finds() -> None:
         assert brand == scan(label), label
         hits += brand is not None
     assert hits > 50
+
+
+@pytest.mark.parametrize("text", [
+    "I set the time, but the timed commands are executed immediately, not at the time I asked for.",
+    "If you are not the intended recipient, please notify the sender immediately and delete this e-mail.",
+    "The stream stops and the device reboots immediately after the FPGA image is loaded.",
+])
+def test_immediately_in_ordinary_prose_is_not_urgency(text: str) -> None:
+    # Technical mail and confidentiality notices say "immediately" without asking the reader to act.
+    assert "urgency" not in codes(message(text=text))

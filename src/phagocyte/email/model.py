@@ -6,9 +6,11 @@ HTML structure (tag and attribute names), mixed-script words, plus structure tok
 code that fired, the MIME layout, attachment true types, link top-level domains and header names.
 They are hashed (no vocabulary to store), so a team retrains on its own mail with
 `phago email train` and the model is two arrays and a JSON file: loading it executes nothing
-(no pickle). Logistic regression gives probabilities that are calibrated by construction on the
-training distribution (log loss), and each token's contribution is readable, which is what the
-verdict's `model` reason shows.
+(no pickle). Logistic regression gives probabilities calibrated by its log loss (to equal class
+shares: the class weights are balanced), and each token's contribution is readable, which is what
+the verdict's `model` reason shows. Each token family with many tokens per message (words, character
+n-grams, link and HTML structure) is an l2-normalised block, so that no family outweighs the others
+by its count alone.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ N_FEATURES = 2**20
 MAX_TOKENS = 4_000
 CLASSES = ("clean", "phishing", "spam")
 _WORD = re.compile(r"[^\W\d_]{2,24}|\d{1,6}")
-_FORMAT = "phagocyte-email-model/2"
+_FORMAT = "phagocyte-email-model/3"
 """/2: character n-grams, link, HTML-structure and mixed-script tokens added (a /1 model's weights
-would be read against tokens it never saw)."""
+would be read against tokens it never saw). /3: link and HTML structure are l2-normalised blocks (a /2
+model's weights were learnt for 1.0 per token)."""
 CHAR_TEXT = 3_000
 _URL_SPLIT = re.compile(r"[/?=&.\-_:#%]+")
 _TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]{0,10})\b([^>]{0,400})>")
@@ -75,8 +78,11 @@ def features(pm: ParsedMessage, reasons: Sequence[Reason]) -> list[tuple[str, fl
     struct.add(f"words:{min(int(math.log2(len(words) + 1)), 12)}")
     struct.add(f"html:{bool(pm.html)}")
     pairs.extend((t, 1.0) for t in struct)
-    pairs.extend((t, 1.0) for t in _url_tokens(urls[:100]))
-    pairs.extend((t, 1.0) for t in _html_tokens(pm.html[:3]))
+    # Link and HTML structure are l2-normalised blocks like the text: at 1.0 per token, the 30-80 tag and
+    # attribute names of any HTML mail outweighed what its words said (a mail client's markup is not phishing).
+    for block in (_url_tokens(urls[:100]), _html_tokens(pm.html[:3])):
+        weight = 1.0 / math.sqrt(len(block)) if block else 0.0
+        pairs.extend((t, weight) for t in block)
     mixed = sum(1 for w in (pm.subject + " " + pm.text[:20_000]).split() if _LATIN.search(w) and _CYR_GREEK.search(w))
     pairs.append((f"mixed:{min(mixed, 3)}", 1.0))
     return pairs

@@ -107,12 +107,20 @@ def _terms(*words: str) -> str:
 
 
 # English, Portuguese and Spanish phrasing (the languages of the phishing this was written against).
+# "Immediately" alone is ordinary prose ("the call returns immediately", a confidentiality notice's
+# "notify the sender immediately"): it counts only beside a call to act on the message or account.
+_ACT_EN = r"(?:act|respond|reply|verify|update|confirm|validate|click|call us|contact us|pay|log ?in|sign ?in)"
+_ACT_PT_ES = (r"(?:acesse|atualize|regularize|confirme|verifique|valide|clique|pague|responda|entre em contato|"
+              r"actualice|actualiza|haga clic|ingrese)")
 _URGENCY = _terms(
-    r"urgent(?:ly)?", r"immediate(?:ly)?", r"within (?:24|48|72) hours", r"act now", r"final (?:notice|warning)",
+    r"urgent(?:ly)?", r"immediate (?:action|attention|response)", rf"{_ACT_EN}(?: [\w']+){{0,3}} immediately",
+    rf"immediately (?:to )?{_ACT_EN}", rf"{_ACT_PT_ES}(?: \w+){{0,3}} (?:imediatamente|inmediatamente)",
+    rf"(?:imediatamente|inmediatamente) {_ACT_PT_ES}", r"within (?:24|48|72) hours", r"act now",
+    r"final (?:notice|warning)",
     r"(?:account|access|service) (?:will be|has been|is) (?:suspended|closed|locked|blocked|disabled|terminated|"
     r"restricted|deactivated)", r"last chance", r"expires? (?:today|soon)", r"unusual (?:sign-?in|activity)",
-    r"suspicious activity", r"urgente", r"imediatamente", r"[úu]ltimo aviso", r"(?:conta|cart[ãa]o|acesso) "
-    r"(?:ser[áa] )?(?:bloquead[oa]|suspens[oa]|cancelad[oa])", r"prazo", r"inmediatamente", r"cuenta suspendida")
+    r"suspicious activity", r"urgente", r"[úu]ltimo aviso", r"(?:conta|cart[ãa]o|acesso) "
+    r"(?:ser[áa] )?(?:bloquead[oa]|suspens[oa]|cancelad[oa])", r"prazo", r"cuenta suspendida")
 _CREDENTIAL = _terms(
     r"verify your (?:account|identity|email|information|details)", r"confirm your (?:account|identity|password|"
     r"details|information)", r"(?:update|validate|reactivate|unlock|restore) your (?:account|password|information|"
