@@ -247,8 +247,9 @@ def _card(meta: dict[str, Any]) -> str:
              "Word and word-pair TF-IDF (hashed, 2^20 features), with character 2-5-grams (`char_wb`, hashed, 2^20)",
              "beside them when `chars` is true, + logistic regression (class-balanced), one model per language,",
              "trained on the **deobfuscated** text of each script. The decision threshold (`threshold` below) was",
-             "chosen on an inner 25 % grouped split of the training data as the lowest probability keeping false",
-             "positives there at or under `target_fpr`; `phago scan` weighs the probability itself and names it.", "",
+             "chosen on an inner 25 % split of the training data, grouped by near-duplicates (word TF-IDF cosine",
+             ">= 0.9), as the lowest probability keeping false positives there at or under `target_fpr`;",
+             "`phago scan` weighs the probability itself and names it.", "",
              f"- created: {meta.get('created')}", f"- scikit-learn: {meta.get('sklearn')}", "",
              "## Training data", ""]
     for s in meta.get("sources", []):
