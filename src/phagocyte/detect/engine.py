@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import re2
 
 from phagocyte.alerts import make_alert
 from phagocyte.detect.correlation import Match, evaluate_correlations
+from phagocyte.detect.pyeval import Node, NotPython, parse_condition
 from phagocyte.detect.rules import RuleSet
 from phagocyte.detect.sigma.backend import CompiledRule, alias, decoded, json_paths, prepared_expr
 from phagocyte.detect.sigma.pipeline import Route
@@ -45,9 +48,12 @@ class _Group:
 class Engine:
     """Compiled rules grouped by route, ready to evaluate batches of events."""
 
-    def __init__(self, ruleset: RuleSet, *, threads: int | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, *, threads: int | None = None, python: bool = True) -> None:
         self.ruleset = ruleset
         self.threads = threads
+        self.python = python
+        """Evaluate candidate rows in Python (`pyeval`); False runs every rule's SQL in DuckDB (tests
+        compare the two)."""
         groups: dict[str, _Group] = {}
         for r in ruleset.rules:
             g = groups.setdefault(r.route.key, _Group(r.route, [], []))
@@ -60,6 +66,8 @@ class Engine:
         self._lock = threading.Lock()
         self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
         """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
+        self._preds: dict[str, Node | None] = {}
+        """Conditions parsed for Python evaluation (None: run in DuckDB), per condition SQL."""
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -78,76 +86,68 @@ class Engine:
         finally:
             con.close()
 
-    def _plan(self, con: duckdb.DuckDBPyConnection, g_key: str, rules: list[CompiledRule],
-              prepared: set[str]) -> Iterator[tuple[list[CompiledRule], int | None]]:
-        """Chunks of rules to run on the route's prepared rows `g`: (rules, None), or (rules, base)
-        for prefiltered rules numbered base, base + 1, ... in `cand_g`.
+    def _pred(self, r: CompiledRule) -> Node | None:
+        """The rule's condition as a Python predicate (parsed once per engine); None when it must run
+        in DuckDB (SQL outside `pyeval`'s subset)."""
+        key = r.condition
+        if not self.python:
+            return None
+        if key in self._preds:
+            return self._preds[key]
+        try:
+            node: Node | None = parse_condition(key)[0]
+        except NotPython:
+            node = None
+        with self._lock:
+            self._preds[key] = node
+        return node
 
-        The literal prefilter: every literal the rules need (`CompiledRule.needs`) is looked for in
-        its lower-cased column, all at once (one join per column, in DuckDB); each (row, rule) pair
-        found becomes a row of `cand_g` (the rule's number and the prepared row), and a prefiltered
-        rule then runs on its own candidate rows only. A rule none of whose literals occurs in the
-        batch never runs. Rules without a literal list run on every row, as before."""
-        def usable(r: CompiledRule) -> bool:
-            return bool(r.needs) and all(c in prepared for c, _ in r.needs or ())
+    def _candidates(self, g_key: str, rules: list[CompiledRule], batch: _Batch) -> dict[int, np.ndarray]:
+        """The literal prefilter: rule index (in `rules`) -> the row positions that hold one of the
+        literals the rule needs (`CompiledRule.needs`); rules without a usable list are absent.
 
-        plain = [r for r in rules if not usable(r)]
-        for start in range(0, len(plain), CHUNK_RULES):
-            yield plain[start:start + CHUNK_RULES], None
-        pre = [r for r in rules if usable(r)]
-        if not pre:
-            return
+        Per column, every distinct value is scanned once for all the literals of all rules (one RE2
+        set), and the rows holding that value become candidates of the rules it hit. A prefiltered
+        rule absent from the result has no candidate row: it cannot match this batch."""
         cols: dict[str, tuple[list[str], list[int]]] = {}
-        for i, r in enumerate(pre):
-            for c, lit in r.needs or ():
+        for i, r in enumerate(rules):
+            if not r.needs or not all(c in batch.names for c, _ in r.needs):
+                continue
+            for c, lit in r.needs:
                 lits, idx = cols.setdefault(c, ([], []))
                 lits.append(lit)
                 idx.append(i)
-        parts = []
-        for n, (c, (lits, idx)) in enumerate(cols.items()):
-            col = '"' + c.replace('"', '""') + '"'
-            values = [v for (v,) in con.execute(f"SELECT DISTINCT {col} FROM g WHERE {col} IS NOT NULL").fetchall()]
+        found: dict[int, list[np.ndarray]] = defaultdict(list)
+        for c, (lits, idx) in cols.items():
+            values, codes = batch.distinct(c)
+            if not values:
+                continue
             key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
             if (lset := self._sets.get(key)) is None:
-                lset = self._sets[key] = _LiteralSet(lits, idx, fold=c == "kw")
-            hit_v, hit_r = lset.hits(values)
-            con.register(f"hits{n}", pa.table({"v": pa.array(hit_v, pa.string()), "r": pa.array(hit_r, pa.int32())}))
-            parts.append(f"SELECT g.__i, h.r FROM g JOIN hits{n} h ON g.{col} = h.v")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT DISTINCT __i, r FROM ({' UNION ALL '.join(parts)})")
-        for n in range(len(cols)):
-            con.unregister(f"hits{n}")
-        found = [i for (i,) in con.execute("SELECT DISTINCT r FROM cand ORDER BY r").fetchall()]
-        if not found:
-            return
-        # The rules that have candidates are renumbered 0..n-1, so that a chunk is a range of numbers.
-        renumber = pa.table({"r": pa.array(found, pa.int32()), "__r": pa.array(range(len(found)), pa.int32())})
-        con.register("renumber", renumber)
-        con.execute("CREATE OR REPLACE TEMP TABLE cand_g AS SELECT m.__r, g.* FROM cand c "
-                    "JOIN renumber m USING (r) JOIN g USING (__i)")
-        con.unregister("renumber")
-        live = [pre[i] for i in found]
-        for start in range(0, len(live), CHUNK_RULES):
-            yield live[start:start + CHUNK_RULES], start
+                lset = _LiteralSet(lits, idx, fold=c == "kw")
+                with self._lock:
+                    self._sets[key] = lset
+            by_value = lset.rules_by_value(values)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(values) + 1), side="left")
+            for k, hit in enumerate(by_value):
+                if hit:
+                    rows = order[bounds[k]:bounds[k + 1]]
+                    for ri in hit:
+                        found[ri].append(rows)
+        for i, r in enumerate(rules):
+            if i not in found and r.needs and all(c in batch.names for c, _ in r.needs):
+                found[i] = []
+        return {i: (np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64))
+                for i, parts in found.items()}
 
-    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule],
-                   base: int | None = None) -> list[tuple[int, int]]:
-        """(row, index in chunk) of every match. One filter pipeline per rule in one query: a WHERE
-        short-circuits AND/OR per row (a boolean in a SELECT list evaluates every operand on every
-        row). Prefiltered rules (`base` given) run on their candidate rows only (`cand_g`), each in
-        its own CASE branch. If the query fails, each rule runs alone and the ones that fail are set
-        aside with their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
-        if base is not None:
-            whens = " ".join(f"WHEN {base + i} THEN {r.condition}" for i, r in enumerate(chunk))
-            sql = (f"SELECT __i, __r - {base} FROM cand_g WHERE __r BETWEEN {base} AND {base + len(chunk) - 1} "
-                   f"AND CASE __r {whens} END")
-
-            def alone(i: int, r: CompiledRule) -> str:
-                return f"SELECT __i FROM cand_g WHERE __r = {base + i} AND {r.condition}"
-        else:
-            sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
-
-            def alone(i: int, r: CompiledRule) -> str:
-                return f"SELECT __i FROM g WHERE {r.condition}"
+    def _run_sql(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
+        """(row, index in chunk) of every match of rules run in DuckDB over the route's rows `g`.
+        One filter pipeline per rule in one query: a WHERE short-circuits AND/OR per row (a boolean
+        in a SELECT list evaluates every operand on every row). If the query fails, each rule runs
+        alone and the ones that fail are set aside with their error (`failed`): a rule DuckDB
+        rejects at run time never stops the others."""
+        sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
         try:
             return [(row, i) for row, i in con.execute(sql).fetchall()]
         except duckdb.Error:
@@ -155,59 +155,99 @@ class Engine:
         out: list[tuple[int, int]] = []
         for i, r in enumerate(chunk):
             try:
-                out.extend((row, i) for (row,) in con.execute(alone(i, r)).fetchall())
+                out.extend((row, i) for (row,) in con.execute(f"SELECT __i FROM g WHERE {r.condition}").fetchall())
             except duckdb.Error as exc:
-                with self._lock:
-                    self.failed[r.id] = f"{r.title}: {str(exc).splitlines()[0][:300]}"
+                self._fail(r, str(exc))
         return out
+
+    def _fail(self, r: CompiledRule, reason: str) -> None:
+        with self._lock:
+            self.failed[r.id] = f"{r.title}: {reason.splitlines()[0][:300] if reason else 'failed'}"
+
+    def _select(self, g: _Group) -> str:
+        """The route's rows with every prepared column its rules read (one JSON parse per row)."""
+        src = g.route.json_source
+        json_cols = [(k, f) for k, f in g.columns if k != "kw" and _is_json(f)]
+        paths = sorted({f for _, f in json_cols})
+        select = ['"__i"']
+        inner = ['"__i"']
+        pos: dict[str, list[int]] = {}
+        exprs: list[str] = []
+        for p in paths:
+            for jp in json_paths(p, g.route):
+                exprs.append(jp)
+                pos.setdefault(p, []).append(len(exprs))
+        if exprs:
+            inner.append(f'json_extract_string("{src}", [{", ".join(exprs)}]) AS __j')
+        for kind, f in g.columns:
+            name = alias(kind, f).replace('"', '""')
+            if kind != "kw" and f in pos:
+                items = [f"__j[{i}]" for i in pos[f]]
+                raw = decoded(items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})")
+                expr = f"lower({raw})" if kind == "l" else raw
+                select.append(f'{expr} AS "{name}"')
+            else:
+                inner.append(f'{prepared_expr(kind, f, g.route)} AS "{name}"')
+                select.append(f'"{name}"')
+        return (f"SELECT {', '.join(select)} "
+                f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
+
+    def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
+        """The groups whose route selects at least one event of the batch (one query for all)."""
+        # Routes select on these columns only: test each route on their distinct values, not on every row.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE route_keys AS SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} "
+                    "FROM events")
+        flags = [f"EXISTS (SELECT 1 FROM route_keys WHERE {g.route.predicate})" for g in self.groups]
+        row = con.execute(f"SELECT {', '.join(flags)}").fetchall()[0]
+        return [g for g, ok in zip(self.groups, row, strict=True) if ok]
 
     def _evaluate(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[Match]:
         ev = table.append_column("__i", pa.array(range(table.num_rows), pa.int64()))
         con.register("events", ev)
-        # Routes select on these columns only: test each route on their distinct values, not on every row.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE route_keys AS SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} "
-                    "FROM events")
-        hits: dict[int, list[int]] = defaultdict(list)  # rule index -> rows
+        hits: dict[int, list[int]] = defaultdict(list)  # id(rule) -> event rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
-        for g in self.groups:
-            if not _exists(con, g.route.predicate):
+        for g in self._live(con):
+            gt = con.sql(self._select(g)).to_arrow_table()
+            if gt.num_rows == 0:
                 continue
-            src = g.route.json_source
-            json_cols = [(k, f) for k, f in g.columns if k != "kw" and _is_json(f)]
-            paths = sorted({f for _, f in json_cols})
-            select = ['"__i"']
-            inner = ['"__i"']
-            pos: dict[str, list[int]] = {}
-            exprs: list[str] = []
-            for p in paths:
-                for jp in json_paths(p, g.route):
-                    exprs.append(jp)
-                    pos.setdefault(p, []).append(len(exprs))
-            if exprs:
-                inner.append(f'json_extract_string("{src}", [{", ".join(exprs)}]) AS __j')
-            for kind, f in g.columns:
-                name = alias(kind, f).replace('"', '""')
-                if kind != "kw" and f in pos:
-                    items = [f"__j[{i}]" for i in pos[f]]
-                    raw = decoded(items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})")
-                    expr = f"lower({raw})" if kind == "l" else raw
-                    select.append(f'{expr} AS "{name}"')
-                else:
-                    inner.append(f'{prepared_expr(kind, f, g.route)} AS "{name}"')
-                    select.append(f'"{name}"')
-            con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
-                        f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
+            batch = _Batch(gt)
             rules = [r for r in g.rules if r.id not in self.failed]
-            for chunk, base in self._plan(con, g.route.key, rules, {alias(k, f) for k, f in g.columns}):
-                for row, i in self._run_chunk(con, chunk, base):
-                    hits[id(chunk[i])].append(row)
-                for r in chunk:
-                    if r.keep and hits.get(id(r)):
-                        cols = ", ".join(f'"{alias("r", f)}"' for f in r.keep)
-                        rows_k = con.execute(f"SELECT __i, {cols} FROM g WHERE __i IN "
-                                             f"({', '.join(map(str, hits[id(r)]))})").fetchall()
-                        for row_k in rows_k:
-                            kept[(id(r), row_k[0])] = dict(zip(r.keep, row_k[1:], strict=True))
+            cand = self._candidates(g.route.key, rules, batch)
+            every = range(gt.num_rows)
+            in_sql: list[CompiledRule] = []
+            found: list[tuple[CompiledRule, list[int]]] = []
+            for i, r in enumerate(rules):
+                rows: Iterable[int] | None = cand.get(i, every)
+                if rows is not every and not len(rows):  # type: ignore[arg-type]
+                    continue
+                node = self._pred(r)
+                if node is None:
+                    in_sql.append(r)
+                    continue
+                try:
+                    pred = node(batch.cols)
+                    found.append((r, [j for j in map(int, rows) if pred(j)]))  # type: ignore[arg-type]
+                except Exception as exc:  # never expected: the rule is set aside, the others run
+                    self._fail(r, f"{type(exc).__name__}: {exc}")
+            if in_sql:
+                con.register("g", gt)
+                for start in range(0, len(in_sql), CHUNK_RULES):
+                    chunk = in_sql[start:start + CHUNK_RULES]
+                    pos_of = batch.position
+                    by_rule: dict[int, list[int]] = defaultdict(list)
+                    for row, i in self._run_sql(con, chunk):
+                        by_rule[i].append(pos_of(row))
+                    found += [(chunk[i], sorted(rows)) for i, rows in by_rule.items()]
+                con.unregister("g")
+            event_row = batch.event_rows()
+            for r, rows in found:
+                if not rows:
+                    continue
+                hits[id(r)].extend(event_row[j] for j in rows)
+                if r.keep:
+                    kcols = [batch.cols[alias("r", f)] for f in r.keep]
+                    for j in rows:
+                        kept[(id(r), event_row[j])] = {f: c[j] for f, c in zip(r.keep, kcols, strict=True)}
         if not hits:
             return
         needed = sorted({row for rows in hits.values() for row in rows})
@@ -215,6 +255,43 @@ class Engine:
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, events[row], kept.get((id(r), row), {}))
+
+
+class _Columns(dict[str, list[Any]]):
+    """A route's prepared columns as Python lists, converted from Arrow when first read."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, name: str) -> list[Any]:
+        values = self.table.column(name).to_pylist()
+        self[name] = values
+        return values
+
+
+class _Batch:
+    """One route's rows of a batch (`__i`: the event's row in the batch, then prepared columns)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.names = set(table.column_names)
+        self.cols = _Columns(table)
+        self._pos: dict[int, int] | None = None
+
+    def event_rows(self) -> list[int]:
+        return self.cols["__i"]
+
+    def position(self, event_row: int) -> int:
+        if self._pos is None:
+            self._pos = {e: j for j, e in enumerate(self.event_rows())}
+        return self._pos[event_row]
+
+    def distinct(self, name: str) -> tuple[list[str], np.ndarray]:
+        """The column's distinct non-NULL values and, per row, the index of its value (-1: NULL)."""
+        enc = pc.dictionary_encode(self.table.column(name).combine_chunks())
+        codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+        return enc.dictionary.to_pylist(), codes
 
 
 SET_MAX_MEM = 64 * 1024 * 1024
@@ -243,9 +320,10 @@ class _LiteralSet:
         """Values are raw record text (keywords): matched after `fold_keywords`."""
         distinct = list(dict.fromkeys(lits))
         pos = {lit: i for i, lit in enumerate(distinct)}
-        self.by_lit: list[list[int]] = [[] for _ in distinct]
+        by_lit: list[set[int]] = [set() for _ in distinct]
         for lit, r in zip(lits, rules, strict=True):
-            self.by_lit[pos[lit]].append(r)
+            by_lit[pos[lit]].add(r)
+        self.by_lit = [sorted(x) for x in by_lit]
         opts = re2.Options()
         opts.literal = True
         opts.max_mem = SET_MAX_MEM
@@ -260,16 +338,29 @@ class _LiteralSet:
         except re2.error:  # too big for its memory budget: no prefilter on this column
             self.set, self.sentinel = None, -1
 
+    def rules_by_value(self, values: Iterable[str]) -> list[list[int]]:
+        """Per value, the rules one of whose literals the value holds (sorted)."""
+        out: list[list[int]] = []
+        by_lit, sentinel, fold = self.by_lit, self.sentinel, self.fold
+        match = self.set.Match if self.set is not None else None
+        for v in values:
+            found = match(fold_keywords(v) if fold else v) if match is not None else []
+            if sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
+                out.append(self.every)
+            elif len(found) == 1:
+                out.append([])
+            elif len(found) == 2:
+                out.append(by_lit[found[0] if found[1] == sentinel else found[1]])
+            else:
+                out.append(sorted({r for i in found if i != sentinel for r in by_lit[i]}))
+        return out
+
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
         """(value, rule) for every value and every rule one of whose literals the value holds."""
+        values = list(values)
         out_v: list[str] = []
         out_r: list[int] = []
-        for v in values:
-            found = self.set.Match(fold_keywords(v) if self.fold else v) if self.set is not None else []
-            if self.sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
-                hit: Iterable[int] = self.every
-            else:
-                hit = sorted({r for i in found if i != self.sentinel for r in self.by_lit[i]})
+        for v, hit in zip(values, self.rules_by_value(values), strict=True):
             for r in hit:
                 out_v.append(v)
                 out_r.append(r)
@@ -278,10 +369,6 @@ class _LiteralSet:
 
 def _is_json(f: str) -> bool:
     return f not in FIELD_TYPES
-
-
-def _exists(con: duckdb.DuckDBPyConnection, predicate: str) -> bool:
-    return con.execute(f"SELECT EXISTS (SELECT 1 FROM route_keys WHERE {predicate})").fetchall() == [(True,)]
 
 
 def alerts_from_matches(matches: Iterable[Match]) -> list[dict[str, Any]]:
