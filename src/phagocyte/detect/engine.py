@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import re2
 
 from phagocyte.alerts import make_alert
+from phagocyte.attack import Tactic, attack_from_tags
 from phagocyte.detect.correlation import Match, evaluate_correlations
 from phagocyte.detect.pyeval import Node, NotPython, parse_condition
 from phagocyte.detect.rules import RuleSet
@@ -66,6 +67,8 @@ class Engine:
         self._lock = threading.Lock()
         self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
         """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
+        self._plans: dict[tuple[str, int], tuple[dict[str, tuple[list[str], list[int]]], list[int]]] = {}
+        """Per route: the literals to look for per column, and the prefiltered rules (numbers)."""
         self._preds: dict[str, Node | None] = {}
         """Conditions parsed for Python evaluation (None: run in DuckDB), per condition SQL."""
 
@@ -109,14 +112,20 @@ class Engine:
         Per column, every distinct value is scanned once for all the literals of all rules (one RE2
         set), and the rows holding that value become candidates of the rules it hit. A prefiltered
         rule absent from the result has no candidate row: it cannot match this batch."""
-        cols: dict[str, tuple[list[str], list[int]]] = {}
-        for i, r in enumerate(rules):
-            if not r.needs or not all(c in batch.names for c, _ in r.needs):
-                continue
-            for c, lit in r.needs:
-                lits, idx = cols.setdefault(c, ([], []))
-                lits.append(lit)
-                idx.append(i)
+        plan_key = (g_key, len(self.failed))  # a rule failing changes the rule numbers
+        if (plan := self._plans.get(plan_key)) is None:
+            cols: dict[str, tuple[list[str], list[int]]] = {}
+            usable: list[int] = []
+            for i, r in enumerate(rules):
+                if not r.needs or not all(c in batch.names for c, _ in r.needs):
+                    continue
+                usable.append(i)
+                for c, lit in r.needs:
+                    lits, idx = cols.setdefault(c, ([], []))
+                    lits.append(lit)
+                    idx.append(i)
+            plan = self._plans[plan_key] = (cols, usable)
+        cols, usable = plan
         found: dict[int, list[np.ndarray]] = defaultdict(list)
         for c, (lits, idx) in cols.items():
             values, codes = batch.distinct(c)
@@ -135,8 +144,8 @@ class Engine:
                     rows = order[bounds[k]:bounds[k + 1]]
                     for ri in hit:
                         found[ri].append(rows)
-        for i, r in enumerate(rules):
-            if i not in found and r.needs and all(c in batch.names for c, _ in r.needs):
+        for i in usable:
+            if i not in found:
                 found[i] = []
         return {i: (np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64))
                 for i, parts in found.items()}
@@ -251,7 +260,11 @@ class Engine:
         if not hits:
             return
         needed = sorted({row for rows in hits.values() for row in rows})
-        events = dict(zip(needed, table.take(pa.array(needed, pa.int64())).to_pylist(), strict=True))
+        taken = table.take(pa.array(needed, pa.int64()))
+        # A batch row has every schema column, most of them null for any one source: the columns
+        # null on every matched row are left out of the event dicts (a null field may be absent).
+        taken = taken.select([i for i, c in enumerate(taken.columns) if c.null_count < taken.num_rows])
+        events = dict(zip(needed, taken.to_pylist(), strict=True))
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, events[row], kept.get((id(r), row), {}))
@@ -372,14 +385,18 @@ def _is_json(f: str) -> bool:
 
 
 def alerts_from_matches(matches: Iterable[Match]) -> list[dict[str, Any]]:
-    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones)."""
+    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones).
+    A rule's ATT&CK techniques and tactics are read from its tags once, not once per alert."""
     out = []
+    attack: dict[int, tuple[list[str], list[Tactic]]] = {}
     for m in matches:
         r = m.rule
         if not r.generate:
             continue
+        if (a := attack.get(id(r))) is None:
+            a = attack[id(r)] = attack_from_tags(r.tags)
         out.append(make_alert(source="sigma", rule_id=r.id, rule_name=r.title, level=r.level, event=m.event,
-                              tags=r.tags, description=r.description, ruleset="sigma"))
+                              techniques=a[0], tactics=a[1], description=r.description, ruleset="sigma"))
     return out
 
 

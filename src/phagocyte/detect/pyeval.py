@@ -38,29 +38,31 @@ class NotPython(ValueError):
     """The condition uses SQL this evaluator does not implement (the rule then runs in DuckDB)."""
 
 
-_TOKEN = re.compile(r"""\s*(?:('(?:[^']|'')*')|("(?:[^"]|"")*")|(-?\d+(?:\.\d+)?)|([A-Za-z_]+)|(<>|<=|>=|[(),=<>]))""")
+_TOKEN = re.compile(r"""\s*(?:('[^']*(?:''[^']*)*')|("[^"]*(?:""[^"]*)*")|(-?\d+(?:\.\d+)?)|([A-Za-z_]+)"""
+                    r"""|(<>|<=|>=|[(),=<>]))""")
 
 
 def _tokens(sql: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
+    append = out.append
     pos = 0
-    end = len(sql.rstrip())
-    while pos < end:
-        m = _TOKEN.match(sql, pos)
-        if m is None:
-            raise NotPython(f"unexpected text at {pos}: {sql[pos:pos + 20]!r}")
+    for m in _TOKEN.finditer(sql):
+        if m.start() != pos:
+            break
         pos = m.end()
         s, ident, num, word, punct = m.groups()
         if s is not None:
-            out.append(("str", s[1:-1].replace("''", "'")))
+            append(("str", s[1:-1].replace("''", "'")))
         elif ident is not None:
-            out.append(("col", ident[1:-1].replace('""', '"')))
+            append(("col", ident[1:-1].replace('""', '"')))
         elif num is not None:
-            out.append(("num", num))
+            append(("num", num))
         elif word is not None:
-            out.append(("kw", word.upper()))
+            append(("kw", word.upper()))
         else:
-            out.append(("p", punct or ""))
+            append(("p", punct or ""))
+    if sql[pos:].strip():
+        raise NotPython(f"unexpected text at {pos}: {sql[pos:pos + 20]!r}")
     return out
 
 
@@ -261,8 +263,88 @@ def _function(name: str, col: str, arg: str) -> Node:
         return _leaf(col, lambda v: v.startswith(arg))
     if name == "ENDS_WITH":
         return _leaf(col, lambda v: v.endswith(arg))
-    rx = _regex(arg)
-    return _leaf(col, lambda v: rx.search(v) is not None)
+    alt = _alternation(arg)
+    if alt is None or len(alt[3]) > CONTAINS_MAX:  # a long list of substrings: one RE2 pass beats a loop
+        search = _SEARCHES.get(arg)
+        if search is None:
+            search = _SEARCHES[arg] = _Search(arg)
+        return _leaf(col, search)
+    equal, prefixes, suffixes, inside = alt
+
+    def test(v: str) -> bool:
+        return (v in equal or v.startswith(prefixes) or v.endswith(suffixes)
+                or any(x in v for x in inside))
+    return _leaf(col, test)
+
+
+CONTAINS_MAX = 24
+"""An alternation with more substrings than this is matched by RE2, not substring by substring."""
+
+
+_ALTERNATIVE = re.compile(r"(\^?)((?:\\[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]|[^.\[\]()*+?{}|^$\\])*)(\$?)(\||\Z)",
+                          re.S)
+"""One alternative that is a literal, optionally anchored, then `|` or the end. A backslash before an
+ASCII character other than a letter or digit is that character (RE2); before anything else it is
+not a literal."""
+_UNESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _alternation(pattern: str) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """A regular expression that is only an alternation of literals, each anchored at the start,
+    the end, both or neither (what the compiler emits for a long list of `contains`, `startswith`,
+    `endswith` or equal values: `_Pattern.regex`), as (equal values, prefixes, suffixes, substrings);
+    None for anything else. Only `(?s)` is allowed as a flag (it changes nothing without a dot)."""
+    body = pattern[4:] if pattern.startswith("(?s)") else pattern
+    equal: list[str] = []
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    inside: list[str] = []
+    pos, n = 0, len(body)
+    while True:
+        m = _ALTERNATIVE.match(body, pos)
+        if m is None:
+            return None
+        head, lit, tail, bar = m.groups()
+        text = _UNESCAPE.sub(r"\1", lit)
+        (equal if head and tail else prefixes if head else suffixes if tail else inside).append(text)
+        pos = m.end()
+        if not bar:  # the end of the pattern
+            return (frozenset(equal), tuple(prefixes), tuple(suffixes), tuple(inside)) if pos == n else None
+
+
+_SEARCHES: dict[str, _Search] = {}
+
+
+class _Search:
+    """`regexp_matches`: an unanchored RE2 search, as a yes/no answer.
+
+    Run as a one-pattern RE2 set (its automaton answers without the submatch bookkeeping of
+    `re2.search`, several times cheaper per call); a set can give up when its automaton outgrows
+    its memory, which an always-matching sentinel pattern reveals, and then the regular search
+    answers."""
+
+    __slots__ = ("pattern", "regex", "set")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.regex: Any = None
+        self.set: Any = re2.Set.SearchSet(_OPTIONS)
+        try:
+            self.set.Add(pattern)
+            self.set.Add("")
+            self.set.Compile()
+        except re2.error:
+            self.set = None
+            self.regex = _regex(pattern)  # NotPython if RE2 rejects it: the rule runs in DuckDB
+
+    def __call__(self, v: str) -> bool:
+        if self.set is not None:
+            found = self.set.Match(v)
+            if 1 in found:
+                return 0 in found
+        if self.regex is None:
+            self.regex = _regex(self.pattern)
+        return bool(self.regex.search(v) is not None)
 
 
 def _col_function(name: str, a: str, b: str) -> Node:
