@@ -11,8 +11,9 @@ the same alerts (rules are per event; correlations run over the matches afterwar
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ __all__ = ["CHUNK_RULES", "Detector", "Engine", "alerts_from_matches"]
 
 CHUNK_RULES = 128
 """Rules evaluated by one query over a route's prepared rows."""
+PREFETCH = 2
+"""Route groups prepared ahead of the one being evaluated (each a table of its rows' fields)."""
 ROUTE_COLUMNS = ('"winlog.channel"', '"winlog.event_id"', '"event.dataset"', '"event.module"')
 """The columns route predicates read (`pipeline.route_for`)."""
 
@@ -66,6 +69,7 @@ class Engine:
         """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
         self._lock = threading.Lock()
         self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
+        self._compiled: dict[tuple[str, ...], tuple[Any, int]] = {}
         """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
         self._plans: dict[tuple[str, int], tuple[dict[str, tuple[list[str], list[int]]], list[int]]] = {}
         """Per route: the literals to look for per column, and the prefiltered rules (numbers)."""
@@ -133,7 +137,7 @@ class Engine:
                 continue
             key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
             if (lset := self._sets.get(key)) is None:
-                lset = _LiteralSet(lits, idx, fold=c == "kw")
+                lset = _LiteralSet(lits, idx, fold=c == "kw", shared=self._compiled)
                 with self._lock:
                     self._sets[key] = lset
             by_value = lset.rules_by_value(values)
@@ -210,13 +214,45 @@ class Engine:
         row = con.execute(f"SELECT {', '.join(flags)}").fetchall()[0]
         return [g for g, ok in zip(self.groups, row, strict=True) if ok]
 
+    def _prepared(self, con: duckdb.DuckDBPyConnection, ev: pa.Table,
+                  groups: list[_Group]) -> Iterator[tuple[_Group, pa.Table]]:
+        """Each group with its prepared rows (`_select`), made by DuckDB in a second thread up to
+        PREFETCH groups ahead: DuckDB extracts the next route's fields (without the GIL) while
+        this thread evaluates the rules of the one before in Python, on two cores at once."""
+        if len(groups) < 2:
+            for g in groups:
+                yield g, con.sql(self._select(g)).to_arrow_table()
+            return
+        cur = con.cursor()  # a connection of its own for the other thread
+        cur.register("events", ev)
+        pending: deque[tuple[_Group, Future[pa.Table]]] = deque()
+        todo = iter(groups)
+        with ThreadPoolExecutor(1, thread_name_prefix="phago-detect") as pool:
+            try:
+                def more() -> None:
+                    g = next(todo, None)
+                    if g is not None:
+                        pending.append((g, pool.submit(lambda q: cur.sql(q).to_arrow_table(), self._select(g))))
+
+                for _ in range(PREFETCH):
+                    more()
+                while pending:
+                    g, fut = pending.popleft()
+                    gt = fut.result()
+                    more()
+                    yield g, gt
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
+                cur.close()
+
     def _evaluate(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[Match]:
         ev = table.append_column("__i", pa.array(range(table.num_rows), pa.int64()))
         con.register("events", ev)
         hits: dict[int, list[int]] = defaultdict(list)  # id(rule) -> event rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
-        for g in self._live(con):
-            gt = con.sql(self._select(g)).to_arrow_table()
+        for g, gt in self._prepared(con, ev, self._live(con)):
             if gt.num_rows == 0:
                 continue
             batch = _Batch(gt)
@@ -328,7 +364,8 @@ class _LiteralSet:
     value keeps every rule of the column (nothing is lost); so does every value when the set
     cannot even be compiled."""
 
-    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False) -> None:
+    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False,
+                 shared: dict[tuple[str, ...], tuple[Any, int]] | None = None) -> None:
         self.fold = fold
         """Values are raw record text (keywords): matched after `fold_keywords`."""
         distinct = list(dict.fromkeys(lits))
@@ -337,11 +374,17 @@ class _LiteralSet:
         for lit, r in zip(lits, rules, strict=True):
             by_lit[pos[lit]].add(r)
         self.by_lit = [sorted(x) for x in by_lit]
+        self.every = sorted(set(rules))
+        # The same literals in the same order make the same set: routes with the same rules (process
+        # creation from Sysmon and from Security 4688) share one, and the automaton it has built.
+        key = tuple(distinct)
+        if shared is not None and key in shared:
+            self.set, self.sentinel = shared[key]
+            return
         opts = re2.Options()
         opts.literal = True
         opts.max_mem = SET_MAX_MEM
         opts.log_errors = False
-        self.every = sorted(set(rules))
         self.set: re2.Set | None = re2.Set.SearchSet(opts)
         try:
             for lit in distinct:
@@ -350,6 +393,8 @@ class _LiteralSet:
             self.set.Compile()
         except re2.error:  # too big for its memory budget: no prefilter on this column
             self.set, self.sentinel = None, -1
+        if shared is not None:
+            shared[key] = (self.set, self.sentinel)
 
     def rules_by_value(self, values: Iterable[str]) -> list[list[int]]:
         """Per value, the rules one of whose literals the value holds (sorted)."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import yaml
 
 from phagocyte import __version__
@@ -73,15 +74,24 @@ class RuleSet:
 
 
 def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """The `.yml`/`.yaml` files under `paths`, sorted, hidden files and folders skipped."""
+    """The `.yml`/`.yaml` files under `paths`, sorted (as `Path`s sort: part by part), hidden files
+    and folders skipped, symbolic links to folders not followed. Walked with `os.walk` on strings:
+    `Path.rglob` and sorting `Path`s took a tenth of a warm hunt's start for ~2,400 files."""
     for p in map(Path, paths):
         if p.is_file():
             yield p
             continue
-        for f in sorted(p.rglob("*")):
-            if f.suffix.lower() in (".yml", ".yaml") and f.is_file() and \
-                    not any(part.startswith(".") for part in f.relative_to(p).parts):
-                yield f
+        found: list[list[str]] = []
+        for folder, dirs, names in os.walk(p):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = os.path.relpath(folder, p)
+            parts = [] if rel == os.curdir else rel.split(os.sep)
+            for n in names:
+                if not n.startswith(".") and os.path.splitext(n)[1].lower() in (".yml", ".yaml") \
+                        and os.path.isfile(os.path.join(folder, n)):
+                    found.append([*parts, n])
+        for parts in sorted(found):
+            yield p.joinpath(*parts)
 
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -150,7 +160,11 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
         key = cache_dir / f"rules-{h.hexdigest()[:24]}.json"
         if key.exists():
             try:
-                return _from_json(json.loads(key.read_text(encoding="utf-8")))
+                gc.disable()  # ~20,000 objects at once: collections would run, and find nothing to free
+                try:
+                    return _from_json(orjson.loads(key.read_bytes()))
+                finally:
+                    gc.enable()
             except (ValueError, KeyError, TypeError):  # a stale or broken cache is rebuilt
                 pass
     rs = _compile(files)
@@ -158,7 +172,7 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
         tmp = key.with_suffix(f".{os.getpid()}.tmp")
         try:
             key.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(_to_json(rs)), encoding="utf-8")
+            tmp.write_bytes(orjson.dumps(_to_json(rs)))
             os.replace(tmp, key)
             _prune(cache_dir, key)
         except OSError:  # an unwritable cache costs the next run its compile time, nothing more
