@@ -378,6 +378,8 @@ class _LiteralSet:
         # The same literals in the same order make the same set: routes with the same rules (process
         # creation from Sysmon and from Security 4688) share one, and the automaton it has built.
         key = tuple(distinct)
+        self.set: re2.Set | None
+        self.sentinel: int
         if shared is not None and key in shared:
             self.set, self.sentinel = shared[key]
             return
@@ -385,7 +387,7 @@ class _LiteralSet:
         opts.literal = True
         opts.max_mem = SET_MAX_MEM
         opts.log_errors = False
-        self.set: re2.Set | None = re2.Set.SearchSet(opts)
+        self.set = re2.Set.SearchSet(opts)
         try:
             for lit in distinct:
                 self.set.Add(lit)
