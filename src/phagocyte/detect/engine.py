@@ -28,7 +28,7 @@ from phagocyte.attack import Tactic, attack_from_tags
 from phagocyte.detect.correlation import Match, evaluate_correlations
 from phagocyte.detect.pyeval import Node, NotPython, parse_condition
 from phagocyte.detect.rules import RuleSet
-from phagocyte.detect.sigma.backend import CompiledRule, alias, decoded, json_paths, prepared_expr
+from phagocyte.detect.sigma.backend import CompiledRule, alias, json_paths, prepared_expr
 from phagocyte.detect.sigma.pipeline import Route
 from phagocyte.schema import FIELD_TYPES
 
@@ -177,33 +177,42 @@ class Engine:
         with self._lock:
             self.failed[r.id] = f"{r.title}: {reason.splitlines()[0][:300] if reason else 'failed'}"
 
-    def _select(self, g: _Group) -> str:
-        """The route's rows with every prepared column its rules read (one JSON parse per row)."""
+    def _prepare(self, con: duckdb.DuckDBPyConnection, g: _Group) -> pa.Table:
+        """The route's rows (`__i`) with every prepared column its rules read.
+
+        DuckDB selects the rows and pulls every JSON field they need in one parse per row (a list
+        of strings); the list is then split into columns, each decoded and lower-cased, with Arrow
+        compute (the same RE2 and utf8proc operations as the SQL of `backend.prepared_expr`, which
+        cost DuckDB more to plan for ~80 columns than to run). Other columns (event-schema fields,
+        the keyword text) are DuckDB's expressions as they are."""
         src = g.route.json_source
-        json_cols = [(k, f) for k, f in g.columns if k != "kw" and _is_json(f)]
-        paths = sorted({f for _, f in json_cols})
-        select = ['"__i"']
+        paths = sorted({f for k, f in g.columns if k != "kw" and _is_json(f)})
         inner = ['"__i"']
         pos: dict[str, list[int]] = {}
         exprs: list[str] = []
         for p in paths:
             for jp in json_paths(p, g.route):
                 exprs.append(jp)
-                pos.setdefault(p, []).append(len(exprs))
+                pos.setdefault(p, []).append(len(exprs) - 1)
         if exprs:
             inner.append(f'json_extract_string("{src}", [{", ".join(exprs)}]) AS __j')
-        for kind, f in g.columns:
-            name = alias(kind, f).replace('"', '""')
-            if kind != "kw" and f in pos:
-                items = [f"__j[{i}]" for i in pos[f]]
-                raw = decoded(items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})")
-                expr = f"lower({raw})" if kind == "l" else raw
-                select.append(f'{expr} AS "{name}"')
-            else:
-                inner.append(f'{prepared_expr(kind, f, g.route)} AS "{name}"')
-                select.append(f'"{name}"')
-        return (f"SELECT {', '.join(select)} "
-                f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
+        direct = [(k, f) for k, f in g.columns if k == "kw" or f not in pos]
+        for kind, f in direct:
+            inner.append(f'{prepared_expr(kind, f, g.route)} AS "{alias(kind, f).replace(chr(34), chr(34) * 2)}"')
+        t = con.sql(f"SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate}").to_arrow_table()
+        cols: dict[str, Any] = {"__i": t.column("__i")}
+        if exprs:
+            lists = t.column("__j")
+            items = [pc.list_element(lists, i) for i in range(len(exprs))]
+            for kind, f in g.columns:
+                if kind == "kw" or f not in pos:
+                    continue
+                parts = [items[i] for i in pos[f]]
+                raw = _decoded(parts[0] if len(parts) == 1 else pc.coalesce(*parts))
+                cols[alias(kind, f)] = pc.utf8_lower(raw) if kind == "l" else raw
+        for kind, f in direct:
+            cols[alias(kind, f)] = t.column(alias(kind, f))
+        return pa.table(cols)
 
     def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
         """The groups whose route selects at least one event of the batch (one query for all)."""
@@ -216,12 +225,12 @@ class Engine:
 
     def _prepared(self, con: duckdb.DuckDBPyConnection, ev: pa.Table,
                   groups: list[_Group]) -> Iterator[tuple[_Group, pa.Table]]:
-        """Each group with its prepared rows (`_select`), made by DuckDB in a second thread up to
+        """Each group with its prepared rows (`_prepare`), made in a second thread (DuckDB, Arrow) up to
         PREFETCH groups ahead: DuckDB extracts the next route's fields (without the GIL) while
         this thread evaluates the rules of the one before in Python, on two cores at once."""
         if len(groups) < 2:
             for g in groups:
-                yield g, con.sql(self._select(g)).to_arrow_table()
+                yield g, self._prepare(con, g)
             return
         cur = con.cursor()  # a connection of its own for the other thread
         cur.register("events", ev)
@@ -232,7 +241,7 @@ class Engine:
                 def more() -> None:
                     g = next(todo, None)
                     if g is not None:
-                        pending.append((g, pool.submit(lambda q: cur.sql(q).to_arrow_table(), self._select(g))))
+                        pending.append((g, pool.submit(self._prepare, cur, g)))
 
                 for _ in range(PREFETCH):
                     more()
@@ -425,6 +434,15 @@ class _LiteralSet:
                 out_v.append(v)
                 out_r.append(r)
         return out_v, out_r
+
+
+def _decoded(values: Any) -> Any:
+    """`backend.decoded` in Arrow: a value that is itself JSON text (starts with `{` or `[`) with
+    its strings' escapes undone (RE2 `\\\\(.)` -> `\\1`, as DuckDB's regexp_replace)."""
+    nested = pc.or_(pc.starts_with(values, "{"), pc.starts_with(values, "["))
+    if not pc.any(nested).as_py():
+        return values
+    return pc.if_else(nested, pc.replace_substring_regex(values, r"\\(.)", r"\1"), values)
 
 
 def _is_json(f: str) -> bool:
