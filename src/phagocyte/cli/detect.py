@@ -24,7 +24,6 @@ from phagocyte.config import Settings
 from phagocyte.detect.engine import Detector, Engine
 from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
 from phagocyte.detect.store import save_alerts
-from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release
 from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
 from phagocyte.store.parquet import ParquetStore
@@ -254,6 +253,8 @@ def rules_sync(
     url: Annotated[str | None, typer.Option("--api", help="Release API URL (default: SigmaHQ's latest).")] = None,
 ) -> None:
     """Fetch the latest SigmaHQ rule release into $PHAGO_HOME/rules/sigmahq (then part of the rule path)."""
+    from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release  # urllib: only for this command
+
     settings = _settings(home)
     target = settings.rules_dir / "sigmahq"
     try:

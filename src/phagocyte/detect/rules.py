@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import yaml
 
 from phagocyte import __version__
 from phagocyte.detect.correlation import CompiledCorrelation, compile_correlation
@@ -95,10 +94,8 @@ def rule_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield p.joinpath(*parts)
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrelationRule | SigmaFilter]:
+    import yaml  # here: a run with cached rules reads no YAML
     from sigma.collection import SigmaCollection
     from sigma.exceptions import SigmaRuleLocation
 
@@ -117,7 +114,7 @@ def _parse(path: Path, errors: list[RuleError]) -> list[SigmaRule | SigmaCorrela
         # The YAML is read with libyaml's safe loader when PyYAML has it (what pySigma's
         # `from_yaml` does with the pure-Python one: same documents, several times faster; parsing
         # was most of a cold start), then handed to pySigma as dicts.
-        docs = list(yaml.load_all(text, Loader=_YAML_LOADER))
+        docs = list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
         coll = SigmaCollection.from_dicts(docs, collect_errors=True, source=SigmaRuleLocation(path),
                                           collect_filters=True, resolve_references=False)
     except Exception as exc:  # YAML errors and anything pySigma raises on hostile input
