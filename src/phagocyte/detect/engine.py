@@ -73,14 +73,20 @@ class Engine:
         """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
         self._plans: dict[tuple[str, int], tuple[dict[str, tuple[list[str], list[int]]], list[int]]] = {}
         """Per route: the literals to look for per column, and the prefiltered rules (numbers)."""
+        self._routes_of: dict[tuple[Any, ...], frozenset[int]] = {}
+        """(channel, EventID, dataset, module) -> the groups whose route selects it."""
+        self._local = threading.local()
         self._preds: dict[str, Node | None] = {}
         """Conditions parsed for Python evaluation (None: run in DuckDB), per condition SQL."""
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone='UTC'")
-        if self.threads:
-            con.execute(f"SET threads={self.threads}")
+        """This thread's in-memory DuckDB, opened once (opening one costs ~20 ms, per batch of `phago run`)."""
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone='UTC'")
+            if self.threads:
+                con.execute(f"SET threads={self.threads}")
         return con
 
     def evaluate(self, table: pa.Table) -> list[Match]:
@@ -91,7 +97,7 @@ class Engine:
         try:
             return list(self._evaluate(con, table))
         finally:
-            con.close()
+            con.unregister("events")
 
     def _pred(self, r: CompiledRule) -> Node | None:
         """The rule's condition as a Python predicate (parsed once per engine); None when it must run
@@ -215,13 +221,22 @@ class Engine:
         return pa.table(cols)
 
     def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
-        """The groups whose route selects at least one event of the batch (one query for all)."""
-        # Routes select on these columns only: test each route on their distinct values, not on every row.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE route_keys AS SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} "
-                    "FROM events")
-        flags = [f"EXISTS (SELECT 1 FROM route_keys WHERE {g.route.predicate})" for g in self.groups]
-        row = con.execute(f"SELECT {', '.join(flags)}").fetchall()[0]
-        return [g for g, ok in zip(self.groups, row, strict=True) if ok]
+        """The groups whose route selects at least one event of the batch.
+
+        Routes select on the ROUTE_COLUMNS only: the batch's distinct values of those are looked
+        up in what earlier batches found (a stream sees the same few channels again and again);
+        new ones get every route's predicate evaluated on them, in one query."""
+        cols = ", ".join(ROUTE_COLUMNS)
+        keys = con.execute(f"SELECT DISTINCT {cols} FROM events").fetchall()
+        if any(k not in self._routes_of for k in keys):
+            flags = ", ".join(f"COALESCE({g.route.predicate}, FALSE)" for g in self.groups)
+            for row in con.execute(f"SELECT {cols}, {flags} FROM (SELECT DISTINCT {cols} FROM events)").fetchall():
+                n = len(ROUTE_COLUMNS)
+                self._routes_of[tuple(row[:n])] = frozenset(i for i, ok in enumerate(row[n:]) if ok)
+        live: set[int] = set()
+        for k in keys:
+            live |= self._routes_of[k]
+        return [g for i, g in enumerate(self.groups) if i in live]
 
     def _prepared(self, con: duckdb.DuckDBPyConnection, ev: pa.Table,
                   groups: list[_Group]) -> Iterator[tuple[_Group, pa.Table]]:
