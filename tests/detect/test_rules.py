@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from phagocyte.detect.rules import BUILTIN_RULES, load_rules
 from tests.detect.helpers import proc_rule
 
@@ -43,3 +45,49 @@ def test_cache_keeps_the_newest_rule_sets_and_survives_an_unwritable_folder(tmp_
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
     assert load_rules([BUILTIN_RULES], cache_dir=blocked / "cache") == first  # compiled, not cached
+
+
+def _many_rules(folder: Path, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"r{i:03d}.yml").write_text(proc_rule(f"Rule {i}", f"sel:\n    Image|endswith: '\\\\t{i}.exe'\n"
+                                                        "condition: sel"))
+    (folder / "r005.yml").write_text("title: [broken")  # a parse error, in its place
+
+
+FILTER = """title: Not for admins
+logsource:
+    product: windows
+    category: process_creation
+filter:
+    rules: any
+    selection:
+        User: admin
+    condition: not selection
+"""
+
+
+def test_rules_compiled_by_several_processes_are_the_same_as_by_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phagocyte.detect import rules as rules_mod
+
+    _many_rules(tmp_path / "many", 30)
+    paths = [tmp_path / "many", BUILTIN_RULES]  # the built-in pack has correlations (compiled here)
+    monkeypatch.setattr(rules_mod, "COMPILE_JOBS_MIN_FILES", 1)
+    monkeypatch.setenv("PHAGO_COMPILE_JOBS", "1")
+    one = load_rules(paths)
+    monkeypatch.setenv("PHAGO_COMPILE_JOBS", "3")
+    calls: list[int] = []
+    real = rules_mod._compile_parallel
+    monkeypatch.setattr(rules_mod, "_compile_parallel", lambda *a: calls.append(a[2]) or real(*a))
+    several = load_rules(paths)
+    assert calls == [3]  # the parallel path ran
+    assert rules_mod._to_json(several) == rules_mod._to_json(one)
+    assert one.correlations and one.errors and len(one.primary) >= 29
+    # A filter changes rules of other files: everything is compiled in one process, the same way.
+    (tmp_path / "many" / "zz_filter.yml").write_text(FILTER)
+    calls.clear()
+    filtered = load_rules(paths)
+    assert calls == []
+    monkeypatch.setenv("PHAGO_COMPILE_JOBS", "1")
+    assert rules_mod._to_json(load_rules(paths)) == rules_mod._to_json(filtered)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -35,14 +36,18 @@ def sigmahq(sigma: Path) -> RuleSet:
 
 
 @pytest.fixture(scope="module")
-def regression(sigma: Path, sigmahq: RuleSet, tmp_path_factory: pytest.TempPathFactory) -> list[Match]:
+def regression_events(sigma: Path, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
     settings: Settings = load_settings(tmp_path_factory.mktemp("reg") / "home")
     files = sorted((sigma / "regression_data").rglob("*.evtx"))
     report, store = run_ingest(files, settings)
     assert report.to_dict()["failed"] == 0
     with store:
-        events = store.query("SELECT * FROM events")
-    return Engine(sigmahq).evaluate(events)
+        return store.query("SELECT * FROM events")
+
+
+@pytest.fixture(scope="module")
+def regression(sigmahq: RuleSet, regression_events: pa.Table) -> list[Match]:
+    return Engine(sigmahq).evaluate(regression_events)
 
 
 def _sha(path: Path | str) -> str:
@@ -87,3 +92,20 @@ def test_alerts_carry_what_is_needed_to_check_them_against_the_raw_log(regressio
     assert len(with_technique) > len(alerts) * 0.8
     assert all(t.startswith("T") for a in with_technique for t in a["threat.technique.id"])
     assert len({a["event.id"] for a in alerts}) == len(alerts)  # one alert per (rule, event)
+
+
+@pytest.mark.evaldata
+@pytest.mark.slow
+def test_python_evaluation_finds_what_duckdb_finds_on_the_regression_data(
+        sigmahq: RuleSet, regression_events: pa.Table, regression: list[Match]) -> None:
+    """Every SigmaHQ rule, its candidate rows evaluated in Python (`pyeval`) or its SQL in DuckDB:
+    the same (rule, event, kept values) matches."""
+    def key(ms: list[Match]) -> list[tuple[str, str, str, str]]:
+        return sorted((m.rule.id, m.rule.variant or "", m.event["event.id"], repr(sorted(m.values.items())))
+                      for m in ms)
+
+    engine = Engine(sigmahq)
+    assert key(engine.evaluate(regression_events)) == key(regression)
+    in_python = sum(1 for r in sigmahq.rules if engine._pred(r) is not None)
+    assert in_python >= 0.99 * len(sigmahq.rules)  # nearly every rule is evaluated in Python
+    assert key(Engine(sigmahq, python=False).evaluate(regression_events)) == key(regression)

@@ -24,7 +24,6 @@ from phagocyte.config import Settings
 from phagocyte.detect.engine import Detector, Engine
 from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
 from phagocyte.detect.store import save_alerts
-from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release
 from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
 from phagocyte.store.parquet import ParquetStore
@@ -127,17 +126,26 @@ def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
 def write_alerts(alerts: list[dict[str, Any]], path: Path) -> None:
     """JSON lines (every field, plus `alert_ref`), or CSV (the fields to check an alert by hand)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() != ".csv":
+        _write_jsonl(alerts, path)
+        return
     with path.open("w", encoding="utf-8", newline="") as fh:
-        if path.suffix.lower() == ".csv":
-            w = csv.writer(fh)
-            w.writerow(CSV_COLUMNS)
-            for a in alerts:
-                j = to_json(a)
-                w.writerow(["|".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
-                            for v in (j.get(c) for c in CSV_COLUMNS)])
-        else:
-            for a in alerts:
-                fh.write(json.dumps(to_json(a), ensure_ascii=False, default=str) + "\n")
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for a in alerts:
+            j = to_json(a)
+            w.writerow(["|".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v)
+                        for v in (j.get(c) for c in CSV_COLUMNS)])
+
+
+def _write_jsonl(alerts: list[dict[str, Any]], path: Path) -> None:
+    """JSON lines through orjson (several times faster than `json` for thousands of alerts); values
+    `to_json` leaves as they are and JSON has no type for are written as `str()` of them, as before."""
+    import orjson
+
+    with path.open("wb") as fh:
+        for a in alerts:
+            fh.write(orjson.dumps(to_json(a), default=str, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def hunt(
@@ -245,6 +253,8 @@ def rules_sync(
     url: Annotated[str | None, typer.Option("--api", help="Release API URL (default: SigmaHQ's latest).")] = None,
 ) -> None:
     """Fetch the latest SigmaHQ rule release into $PHAGO_HOME/rules/sigmahq (then part of the rule path)."""
+    from phagocyte.detect.sync import SyncError, fetch_latest, unpack_release  # urllib: only for this command
+
     settings = _settings(home)
     target = settings.rules_dir / "sigmahq"
     try:

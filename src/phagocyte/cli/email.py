@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +55,8 @@ def _verdicts(paths: list[Path], folder: Path | None, jobs: int) -> Iterator[dic
         _init(str(folder) if folder else None)
         yield from map(_one, items())
         return
+    from concurrent.futures import ProcessPoolExecutor  # multiprocessing: ~0.1 s of every phago start
+
     with ProcessPoolExecutor(jobs, initializer=_init, initargs=(str(folder) if folder else None,)) as ex:
         batch: list[tuple[str, bytes]] = []
         for item in items():  # in batches: a big mailbox is never held in memory whole

@@ -11,19 +11,24 @@ the same alerts (rules are per event; correlations run over the matches afterwar
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import re2
 
 from phagocyte.alerts import make_alert
+from phagocyte.attack import Tactic, attack_from_tags
 from phagocyte.detect.correlation import Match, evaluate_correlations
+from phagocyte.detect.pyeval import Node, NotPython, parse_condition
 from phagocyte.detect.rules import RuleSet
-from phagocyte.detect.sigma.backend import CompiledRule, alias, decoded, json_paths, prepared_expr
+from phagocyte.detect.sigma.backend import CompiledRule, alias, json_paths, prepared_expr
 from phagocyte.detect.sigma.pipeline import Route
 from phagocyte.schema import FIELD_TYPES
 
@@ -31,6 +36,8 @@ __all__ = ["CHUNK_RULES", "Detector", "Engine", "alerts_from_matches"]
 
 CHUNK_RULES = 128
 """Rules evaluated by one query over a route's prepared rows."""
+PREFETCH = 2
+"""Route groups prepared ahead of the one being evaluated (each a table of its rows' fields)."""
 ROUTE_COLUMNS = ('"winlog.channel"', '"winlog.event_id"', '"event.dataset"', '"event.module"')
 """The columns route predicates read (`pipeline.route_for`)."""
 
@@ -45,9 +52,12 @@ class _Group:
 class Engine:
     """Compiled rules grouped by route, ready to evaluate batches of events."""
 
-    def __init__(self, ruleset: RuleSet, *, threads: int | None = None) -> None:
+    def __init__(self, ruleset: RuleSet, *, threads: int | None = None, python: bool = True) -> None:
         self.ruleset = ruleset
         self.threads = threads
+        self.python = python
+        """Evaluate candidate rows in Python (`pyeval`); False runs every rule's SQL in DuckDB (tests
+        compare the two)."""
         groups: dict[str, _Group] = {}
         for r in ruleset.rules:
             g = groups.setdefault(r.route.key, _Group(r.route, [], []))
@@ -59,13 +69,24 @@ class Engine:
         """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
         self._lock = threading.Lock()
         self._sets: dict[tuple[str, str, int], _LiteralSet] = {}
+        self._compiled: dict[tuple[str, ...], tuple[Any, int]] = {}
         """Literal sets per (route, column), built once and reused by every batch (`phago run`)."""
+        self._plans: dict[tuple[str, int], tuple[dict[str, tuple[list[str], list[int]]], list[int]]] = {}
+        """Per route: the literals to look for per column, and the prefiltered rules (numbers)."""
+        self._routes_of: dict[tuple[Any, ...], frozenset[int]] = {}
+        """(channel, EventID, dataset, module) -> the groups whose route selects it."""
+        self._local = threading.local()
+        self._preds: dict[str, Node | None] = {}
+        """Conditions parsed for Python evaluation (None: run in DuckDB), per condition SQL."""
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone='UTC'")
-        if self.threads:
-            con.execute(f"SET threads={self.threads}")
+        """This thread's in-memory DuckDB, opened once (opening one costs ~20 ms, per batch of `phago run`)."""
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone='UTC'")
+            if self.threads:
+                con.execute(f"SET threads={self.threads}")
         return con
 
     def evaluate(self, table: pa.Table) -> list[Match]:
@@ -76,78 +97,76 @@ class Engine:
         try:
             return list(self._evaluate(con, table))
         finally:
-            con.close()
+            con.unregister("events")
 
-    def _plan(self, con: duckdb.DuckDBPyConnection, g_key: str, rules: list[CompiledRule],
-              prepared: set[str]) -> Iterator[tuple[list[CompiledRule], int | None]]:
-        """Chunks of rules to run on the route's prepared rows `g`: (rules, None), or (rules, base)
-        for prefiltered rules numbered base, base + 1, ... in `cand_g`.
+    def _pred(self, r: CompiledRule) -> Node | None:
+        """The rule's condition as a Python predicate (parsed once per engine); None when it must run
+        in DuckDB (SQL outside `pyeval`'s subset)."""
+        key = r.condition
+        if not self.python:
+            return None
+        if key in self._preds:
+            return self._preds[key]
+        try:
+            node: Node | None = parse_condition(key)[0]
+        except NotPython:
+            node = None
+        with self._lock:
+            self._preds[key] = node
+        return node
 
-        The literal prefilter: every literal the rules need (`CompiledRule.needs`) is looked for in
-        its lower-cased column, all at once (one join per column, in DuckDB); each (row, rule) pair
-        found becomes a row of `cand_g` (the rule's number and the prepared row), and a prefiltered
-        rule then runs on its own candidate rows only. A rule none of whose literals occurs in the
-        batch never runs. Rules without a literal list run on every row, as before."""
-        def usable(r: CompiledRule) -> bool:
-            return bool(r.needs) and all(c in prepared for c, _ in r.needs or ())
+    def _candidates(self, g_key: str, rules: list[CompiledRule], batch: _Batch) -> dict[int, np.ndarray]:
+        """The literal prefilter: rule index (in `rules`) -> the row positions that hold one of the
+        literals the rule needs (`CompiledRule.needs`); rules without a usable list are absent.
 
-        plain = [r for r in rules if not usable(r)]
-        for start in range(0, len(plain), CHUNK_RULES):
-            yield plain[start:start + CHUNK_RULES], None
-        pre = [r for r in rules if usable(r)]
-        if not pre:
-            return
-        cols: dict[str, tuple[list[str], list[int]]] = {}
-        for i, r in enumerate(pre):
-            for c, lit in r.needs or ():
-                lits, idx = cols.setdefault(c, ([], []))
-                lits.append(lit)
-                idx.append(i)
-        parts = []
-        for n, (c, (lits, idx)) in enumerate(cols.items()):
-            col = '"' + c.replace('"', '""') + '"'
-            values = [v for (v,) in con.execute(f"SELECT DISTINCT {col} FROM g WHERE {col} IS NOT NULL").fetchall()]
+        Per column, every distinct value is scanned once for all the literals of all rules (one RE2
+        set), and the rows holding that value become candidates of the rules it hit. A prefiltered
+        rule absent from the result has no candidate row: it cannot match this batch."""
+        plan_key = (g_key, len(self.failed))  # a rule failing changes the rule numbers
+        if (plan := self._plans.get(plan_key)) is None:
+            cols: dict[str, tuple[list[str], list[int]]] = {}
+            usable: list[int] = []
+            for i, r in enumerate(rules):
+                if not r.needs or not all(c in batch.names for c, _ in r.needs):
+                    continue
+                usable.append(i)
+                for c, lit in r.needs:
+                    lits, idx = cols.setdefault(c, ([], []))
+                    lits.append(lit)
+                    idx.append(i)
+            plan = self._plans[plan_key] = (cols, usable)
+        cols, usable = plan
+        found: dict[int, list[np.ndarray]] = defaultdict(list)
+        for c, (lits, idx) in cols.items():
+            values, codes = batch.distinct(c)
+            if not values:
+                continue
             key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
             if (lset := self._sets.get(key)) is None:
-                lset = self._sets[key] = _LiteralSet(lits, idx, fold=c == "kw")
-            hit_v, hit_r = lset.hits(values)
-            con.register(f"hits{n}", pa.table({"v": pa.array(hit_v, pa.string()), "r": pa.array(hit_r, pa.int32())}))
-            parts.append(f"SELECT g.__i, h.r FROM g JOIN hits{n} h ON g.{col} = h.v")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE cand AS SELECT DISTINCT __i, r FROM ({' UNION ALL '.join(parts)})")
-        for n in range(len(cols)):
-            con.unregister(f"hits{n}")
-        found = [i for (i,) in con.execute("SELECT DISTINCT r FROM cand ORDER BY r").fetchall()]
-        if not found:
-            return
-        # The rules that have candidates are renumbered 0..n-1, so that a chunk is a range of numbers.
-        renumber = pa.table({"r": pa.array(found, pa.int32()), "__r": pa.array(range(len(found)), pa.int32())})
-        con.register("renumber", renumber)
-        con.execute("CREATE OR REPLACE TEMP TABLE cand_g AS SELECT m.__r, g.* FROM cand c "
-                    "JOIN renumber m USING (r) JOIN g USING (__i)")
-        con.unregister("renumber")
-        live = [pre[i] for i in found]
-        for start in range(0, len(live), CHUNK_RULES):
-            yield live[start:start + CHUNK_RULES], start
+                lset = _LiteralSet(lits, idx, fold=c == "kw", shared=self._compiled)
+                with self._lock:
+                    self._sets[key] = lset
+            by_value = lset.rules_by_value(values)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(values) + 1), side="left")
+            for k, hit in enumerate(by_value):
+                if hit:
+                    rows = order[bounds[k]:bounds[k + 1]]
+                    for ri in hit:
+                        found[ri].append(rows)
+        for i in usable:
+            if i not in found:
+                found[i] = []
+        return {i: (np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64))
+                for i, parts in found.items()}
 
-    def _run_chunk(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule],
-                   base: int | None = None) -> list[tuple[int, int]]:
-        """(row, index in chunk) of every match. One filter pipeline per rule in one query: a WHERE
-        short-circuits AND/OR per row (a boolean in a SELECT list evaluates every operand on every
-        row). Prefiltered rules (`base` given) run on their candidate rows only (`cand_g`), each in
-        its own CASE branch. If the query fails, each rule runs alone and the ones that fail are set
-        aside with their error (`failed`): a rule DuckDB rejects at run time never stops the others."""
-        if base is not None:
-            whens = " ".join(f"WHEN {base + i} THEN {r.condition}" for i, r in enumerate(chunk))
-            sql = (f"SELECT __i, __r - {base} FROM cand_g WHERE __r BETWEEN {base} AND {base + len(chunk) - 1} "
-                   f"AND CASE __r {whens} END")
-
-            def alone(i: int, r: CompiledRule) -> str:
-                return f"SELECT __i FROM cand_g WHERE __r = {base + i} AND {r.condition}"
-        else:
-            sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
-
-            def alone(i: int, r: CompiledRule) -> str:
-                return f"SELECT __i FROM g WHERE {r.condition}"
+    def _run_sql(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
+        """(row, index in chunk) of every match of rules run in DuckDB over the route's rows `g`.
+        One filter pipeline per rule in one query: a WHERE short-circuits AND/OR per row (a boolean
+        in a SELECT list evaluates every operand on every row). If the query fails, each rule runs
+        alone and the ones that fail are set aside with their error (`failed`): a rule DuckDB
+        rejects at run time never stops the others."""
+        sql = " UNION ALL ".join(f"SELECT __i, {i} AS r FROM g WHERE {r.condition}" for i, r in enumerate(chunk))
         try:
             return [(row, i) for row, i in con.execute(sql).fetchall()]
         except duckdb.Error:
@@ -155,66 +174,197 @@ class Engine:
         out: list[tuple[int, int]] = []
         for i, r in enumerate(chunk):
             try:
-                out.extend((row, i) for (row,) in con.execute(alone(i, r)).fetchall())
+                out.extend((row, i) for (row,) in con.execute(f"SELECT __i FROM g WHERE {r.condition}").fetchall())
             except duckdb.Error as exc:
-                with self._lock:
-                    self.failed[r.id] = f"{r.title}: {str(exc).splitlines()[0][:300]}"
+                self._fail(r, str(exc))
         return out
+
+    def _fail(self, r: CompiledRule, reason: str) -> None:
+        with self._lock:
+            self.failed[r.id] = f"{r.title}: {reason.splitlines()[0][:300] if reason else 'failed'}"
+
+    def _prepare(self, con: duckdb.DuckDBPyConnection, g: _Group) -> pa.Table:
+        """The route's rows (`__i`) with every prepared column its rules read.
+
+        DuckDB selects the rows and pulls every JSON field they need in one parse per row (a list
+        of strings); the list is then split into columns, each decoded and lower-cased, with Arrow
+        compute (the same RE2 and utf8proc operations as the SQL of `backend.prepared_expr`, which
+        cost DuckDB more to plan for ~80 columns than to run). Other columns (event-schema fields,
+        the keyword text) are DuckDB's expressions as they are."""
+        src = g.route.json_source
+        paths = sorted({f for k, f in g.columns if k != "kw" and _is_json(f)})
+        inner = ['"__i"']
+        pos: dict[str, list[int]] = {}
+        exprs: list[str] = []
+        for p in paths:
+            for jp in json_paths(p, g.route):
+                exprs.append(jp)
+                pos.setdefault(p, []).append(len(exprs) - 1)
+        if exprs:
+            inner.append(f'json_extract_string("{src}", [{", ".join(exprs)}]) AS __j')
+        direct = [(k, f) for k, f in g.columns if k == "kw" or f not in pos]
+        for kind, f in direct:
+            inner.append(f'{prepared_expr(kind, f, g.route)} AS "{alias(kind, f).replace(chr(34), chr(34) * 2)}"')
+        t = con.sql(f"SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate}").to_arrow_table()
+        cols: dict[str, Any] = {"__i": t.column("__i")}
+        if exprs:
+            lists = t.column("__j")
+            items = [pc.list_element(lists, i) for i in range(len(exprs))]
+            for kind, f in g.columns:
+                if kind == "kw" or f not in pos:
+                    continue
+                parts = [items[i] for i in pos[f]]
+                raw = _decoded(parts[0] if len(parts) == 1 else pc.coalesce(*parts))
+                cols[alias(kind, f)] = pc.utf8_lower(raw) if kind == "l" else raw
+        for kind, f in direct:
+            cols[alias(kind, f)] = t.column(alias(kind, f))
+        return pa.table(cols)
+
+    def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
+        """The groups whose route selects at least one event of the batch.
+
+        Routes select on the ROUTE_COLUMNS only: the batch's distinct values of those are looked
+        up in what earlier batches found (a stream sees the same few channels again and again);
+        new ones get every route's predicate evaluated on them, in one query."""
+        cols = ", ".join(ROUTE_COLUMNS)
+        keys = con.execute(f"SELECT DISTINCT {cols} FROM events").fetchall()
+        if any(k not in self._routes_of for k in keys):
+            flags = ", ".join(f"COALESCE({g.route.predicate}, FALSE)" for g in self.groups)
+            for row in con.execute(f"SELECT {cols}, {flags} FROM (SELECT DISTINCT {cols} FROM events)").fetchall():
+                n = len(ROUTE_COLUMNS)
+                self._routes_of[tuple(row[:n])] = frozenset(i for i, ok in enumerate(row[n:]) if ok)
+        live: set[int] = set()
+        for k in keys:
+            live |= self._routes_of[k]
+        return [g for i, g in enumerate(self.groups) if i in live]
+
+    def _prepared(self, con: duckdb.DuckDBPyConnection, ev: pa.Table,
+                  groups: list[_Group]) -> Iterator[tuple[_Group, pa.Table]]:
+        """Each group with its prepared rows (`_prepare`), made in a second thread (DuckDB, Arrow) up to
+        PREFETCH groups ahead: DuckDB extracts the next route's fields (without the GIL) while
+        this thread evaluates the rules of the one before in Python, on two cores at once."""
+        if len(groups) < 2:
+            for g in groups:
+                yield g, self._prepare(con, g)
+            return
+        cur = con.cursor()  # a connection of its own for the other thread
+        cur.register("events", ev)
+        pending: deque[tuple[_Group, Future[pa.Table]]] = deque()
+        todo = iter(groups)
+        with ThreadPoolExecutor(1, thread_name_prefix="phago-detect") as pool:
+            try:
+                def more() -> None:
+                    g = next(todo, None)
+                    if g is not None:
+                        pending.append((g, pool.submit(self._prepare, cur, g)))
+
+                for _ in range(PREFETCH):
+                    more()
+                while pending:
+                    g, fut = pending.popleft()
+                    gt = fut.result()
+                    more()
+                    yield g, gt
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
+                cur.close()
 
     def _evaluate(self, con: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[Match]:
         ev = table.append_column("__i", pa.array(range(table.num_rows), pa.int64()))
         con.register("events", ev)
-        # Routes select on these columns only: test each route on their distinct values, not on every row.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE route_keys AS SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} "
-                    "FROM events")
-        hits: dict[int, list[int]] = defaultdict(list)  # rule index -> rows
+        hits: dict[int, list[int]] = defaultdict(list)  # id(rule) -> event rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
-        for g in self.groups:
-            if not _exists(con, g.route.predicate):
+        for g, gt in self._prepared(con, ev, self._live(con)):
+            if gt.num_rows == 0:
                 continue
-            src = g.route.json_source
-            json_cols = [(k, f) for k, f in g.columns if k != "kw" and _is_json(f)]
-            paths = sorted({f for _, f in json_cols})
-            select = ['"__i"']
-            inner = ['"__i"']
-            pos: dict[str, list[int]] = {}
-            exprs: list[str] = []
-            for p in paths:
-                for jp in json_paths(p, g.route):
-                    exprs.append(jp)
-                    pos.setdefault(p, []).append(len(exprs))
-            if exprs:
-                inner.append(f'json_extract_string("{src}", [{", ".join(exprs)}]) AS __j')
-            for kind, f in g.columns:
-                name = alias(kind, f).replace('"', '""')
-                if kind != "kw" and f in pos:
-                    items = [f"__j[{i}]" for i in pos[f]]
-                    raw = decoded(items[0] if len(items) == 1 else f"COALESCE({', '.join(items)})")
-                    expr = f"lower({raw})" if kind == "l" else raw
-                    select.append(f'{expr} AS "{name}"')
-                else:
-                    inner.append(f'{prepared_expr(kind, f, g.route)} AS "{name}"')
-                    select.append(f'"{name}"')
-            con.execute(f"CREATE OR REPLACE TEMP TABLE g AS SELECT {', '.join(select)} "
-                        f"FROM (SELECT {', '.join(inner)} FROM events WHERE {g.route.predicate})")
+            batch = _Batch(gt)
             rules = [r for r in g.rules if r.id not in self.failed]
-            for chunk, base in self._plan(con, g.route.key, rules, {alias(k, f) for k, f in g.columns}):
-                for row, i in self._run_chunk(con, chunk, base):
-                    hits[id(chunk[i])].append(row)
-                for r in chunk:
-                    if r.keep and hits.get(id(r)):
-                        cols = ", ".join(f'"{alias("r", f)}"' for f in r.keep)
-                        rows_k = con.execute(f"SELECT __i, {cols} FROM g WHERE __i IN "
-                                             f"({', '.join(map(str, hits[id(r)]))})").fetchall()
-                        for row_k in rows_k:
-                            kept[(id(r), row_k[0])] = dict(zip(r.keep, row_k[1:], strict=True))
+            cand = self._candidates(g.route.key, rules, batch)
+            every = range(gt.num_rows)
+            in_sql: list[CompiledRule] = []
+            found: list[tuple[CompiledRule, list[int]]] = []
+            for i, r in enumerate(rules):
+                rows: Iterable[int] | None = cand.get(i, every)
+                if rows is not every and not len(rows):  # type: ignore[arg-type]
+                    continue
+                node = self._pred(r)
+                if node is None:
+                    in_sql.append(r)
+                    continue
+                try:
+                    pred = node(batch.cols)
+                    found.append((r, [j for j in map(int, rows) if pred(j)]))  # type: ignore[arg-type]
+                except Exception as exc:  # never expected: the rule is set aside, the others run
+                    self._fail(r, f"{type(exc).__name__}: {exc}")
+            if in_sql:
+                con.register("g", gt)
+                for start in range(0, len(in_sql), CHUNK_RULES):
+                    chunk = in_sql[start:start + CHUNK_RULES]
+                    pos_of = batch.position
+                    by_rule: dict[int, list[int]] = defaultdict(list)
+                    for row, i in self._run_sql(con, chunk):
+                        by_rule[i].append(pos_of(row))
+                    found += [(chunk[i], sorted(rows)) for i, rows in by_rule.items()]
+                con.unregister("g")
+            event_row = batch.event_rows()
+            for r, rows in found:
+                if not rows:
+                    continue
+                hits[id(r)].extend(event_row[j] for j in rows)
+                if r.keep:
+                    kcols = [batch.cols[alias("r", f)] for f in r.keep]
+                    for j in rows:
+                        kept[(id(r), event_row[j])] = {f: c[j] for f, c in zip(r.keep, kcols, strict=True)}
         if not hits:
             return
         needed = sorted({row for rows in hits.values() for row in rows})
-        events = dict(zip(needed, table.take(pa.array(needed, pa.int64())).to_pylist(), strict=True))
+        taken = table.take(pa.array(needed, pa.int64()))
+        # A batch row has every schema column, most of them null for any one source: the columns
+        # null on every matched row are left out of the event dicts (a null field may be absent).
+        taken = taken.select([i for i, c in enumerate(taken.columns) if c.null_count < taken.num_rows])
+        events = dict(zip(needed, taken.to_pylist(), strict=True))
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, events[row], kept.get((id(r), row), {}))
+
+
+class _Columns(dict[str, list[Any]]):
+    """A route's prepared columns as Python lists, converted from Arrow when first read."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, name: str) -> list[Any]:
+        values = self.table.column(name).to_pylist()
+        self[name] = values
+        return values
+
+
+class _Batch:
+    """One route's rows of a batch (`__i`: the event's row in the batch, then prepared columns)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.names = set(table.column_names)
+        self.cols = _Columns(table)
+        self._pos: dict[int, int] | None = None
+
+    def event_rows(self) -> list[int]:
+        return self.cols["__i"]
+
+    def position(self, event_row: int) -> int:
+        if self._pos is None:
+            self._pos = {e: j for j, e in enumerate(self.event_rows())}
+        return self._pos[event_row]
+
+    def distinct(self, name: str) -> tuple[list[str], np.ndarray]:
+        """The column's distinct non-NULL values and, per row, the index of its value (-1: NULL)."""
+        enc = pc.dictionary_encode(self.table.column(name).combine_chunks())
+        codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+        return enc.dictionary.to_pylist(), codes
 
 
 SET_MAX_MEM = 64 * 1024 * 1024
@@ -238,20 +388,30 @@ class _LiteralSet:
     value keeps every rule of the column (nothing is lost); so does every value when the set
     cannot even be compiled."""
 
-    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False) -> None:
+    def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False,
+                 shared: dict[tuple[str, ...], tuple[Any, int]] | None = None) -> None:
         self.fold = fold
         """Values are raw record text (keywords): matched after `fold_keywords`."""
         distinct = list(dict.fromkeys(lits))
         pos = {lit: i for i, lit in enumerate(distinct)}
-        self.by_lit: list[list[int]] = [[] for _ in distinct]
+        by_lit: list[set[int]] = [set() for _ in distinct]
         for lit, r in zip(lits, rules, strict=True):
-            self.by_lit[pos[lit]].append(r)
+            by_lit[pos[lit]].add(r)
+        self.by_lit = [sorted(x) for x in by_lit]
+        self.every = sorted(set(rules))
+        # The same literals in the same order make the same set: routes with the same rules (process
+        # creation from Sysmon and from Security 4688) share one, and the automaton it has built.
+        key = tuple(distinct)
+        self.set: re2.Set | None
+        self.sentinel: int
+        if shared is not None and key in shared:
+            self.set, self.sentinel = shared[key]
+            return
         opts = re2.Options()
         opts.literal = True
         opts.max_mem = SET_MAX_MEM
         opts.log_errors = False
-        self.every = sorted(set(rules))
-        self.set: re2.Set | None = re2.Set.SearchSet(opts)
+        self.set = re2.Set.SearchSet(opts)
         try:
             for lit in distinct:
                 self.set.Add(lit)
@@ -259,40 +419,64 @@ class _LiteralSet:
             self.set.Compile()
         except re2.error:  # too big for its memory budget: no prefilter on this column
             self.set, self.sentinel = None, -1
+        if shared is not None:
+            shared[key] = (self.set, self.sentinel)
+
+    def rules_by_value(self, values: Iterable[str]) -> list[list[int]]:
+        """Per value, the rules one of whose literals the value holds (sorted)."""
+        out: list[list[int]] = []
+        by_lit, sentinel, fold = self.by_lit, self.sentinel, self.fold
+        match = self.set.Match if self.set is not None else None
+        for v in values:
+            found = match(fold_keywords(v) if fold else v) if match is not None else []
+            if sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
+                out.append(self.every)
+            elif len(found) == 1:
+                out.append([])
+            elif len(found) == 2:
+                out.append(by_lit[found[0] if found[1] == sentinel else found[1]])
+            else:
+                out.append(sorted({r for i in found if i != sentinel for r in by_lit[i]}))
+        return out
 
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
         """(value, rule) for every value and every rule one of whose literals the value holds."""
+        values = list(values)
         out_v: list[str] = []
         out_r: list[int] = []
-        for v in values:
-            found = self.set.Match(fold_keywords(v) if self.fold else v) if self.set is not None else []
-            if self.sentinel not in found:  # the set gave up on this value (or was not built): keep every rule
-                hit: Iterable[int] = self.every
-            else:
-                hit = sorted({r for i in found if i != self.sentinel for r in self.by_lit[i]})
+        for v, hit in zip(values, self.rules_by_value(values), strict=True):
             for r in hit:
                 out_v.append(v)
                 out_r.append(r)
         return out_v, out_r
 
 
+def _decoded(values: Any) -> Any:
+    """`backend.decoded` in Arrow: a value that is itself JSON text (starts with `{` or `[`) with
+    its strings' escapes undone (RE2 `\\\\(.)` -> `\\1`, as DuckDB's regexp_replace)."""
+    nested = pc.or_(pc.starts_with(values, "{"), pc.starts_with(values, "["))
+    if not pc.any(nested).as_py():
+        return values
+    return pc.if_else(nested, pc.replace_substring_regex(values, r"\\(.)", r"\1"), values)
+
+
 def _is_json(f: str) -> bool:
     return f not in FIELD_TYPES
 
 
-def _exists(con: duckdb.DuckDBPyConnection, predicate: str) -> bool:
-    return con.execute(f"SELECT EXISTS (SELECT 1 FROM route_keys WHERE {predicate})").fetchall() == [(True,)]
-
-
 def alerts_from_matches(matches: Iterable[Match]) -> list[dict[str, Any]]:
-    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones)."""
+    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones).
+    A rule's ATT&CK techniques and tactics are read from its tags once, not once per alert."""
     out = []
+    attack: dict[int, tuple[list[str], list[Tactic]]] = {}
     for m in matches:
         r = m.rule
         if not r.generate:
             continue
+        if (a := attack.get(id(r))) is None:
+            a = attack[id(r)] = attack_from_tags(r.tags)
         out.append(make_alert(source="sigma", rule_id=r.id, rule_name=r.title, level=r.level, event=m.event,
-                              tags=r.tags, description=r.description, ruleset="sigma"))
+                              techniques=a[0], tactics=a[1], description=r.description, ruleset="sigma"))
     return out
 
 

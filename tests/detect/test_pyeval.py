@@ -1,0 +1,99 @@
+"""Python evaluation of compiled conditions (`pyeval`) gives exactly DuckDB's result, NULLs included,
+and the engine finds the same matches with it as with DuckDB alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from phagocyte.detect.engine import Engine
+from phagocyte.detect.pyeval import NotPython, parse_condition
+from tests.detect.helpers import proc_rule, ruleset, table, win
+from tests.detect.test_prefilter import EVENTS, RULES
+
+ROWS = {
+    "l.a": ["cmd.exe /c whoami", "", None, "c:\\windows\\x_y%z", "line1\nline2", "straße", "it's", "abc"],
+    "l.b": ["cmd.exe", "", "x", None, "line1", "STRASSE", "it's", "abc"],
+    "r.c": ["Invoke-Mimikatz", "invoke-x", None, "a.b", "a\nb", "ÄÖ", "'", "AbC"],
+}
+
+CONDITIONS = [
+    "\"l.a\" = 'cmd.exe /c whoami'",
+    "\"l.a\" = ''",
+    "(\"l.a\" IS NULL OR \"l.a\" = '')",
+    "\"l.b\" IS NOT NULL",
+    "contains(\"l.a\", 'whoami')",
+    "contains(\"l.a\", '')",
+    "starts_with(\"l.a\", 'c:\\windows')",
+    "ends_with(\"l.a\", 'z')",
+    "\"l.a\" IN ('abc', 'it''s', 'nothing')",
+    "\"l.a\" LIKE 'c:\\\\windows\\\\x\\_y\\%z' ESCAPE '\\'",
+    "\"l.a\" LIKE '%_y%' ESCAPE '\\'",
+    "\"l.a\" LIKE 'stra_e' ESCAPE '\\'",
+    "\"l.a\" LIKE 'line1%' ESCAPE '\\'",
+    "regexp_matches(\"r.c\", '(?i)invoke-[a-z]+')",
+    "regexp_matches(\"r.c\", 'a.b')",
+    "regexp_matches(\"r.c\", '(?s)a.b')",
+    "regexp_matches(\"r.c\", '^b')",
+    "regexp_matches(\"l.a\", '(?s)^line1.*$|whoami$')",
+    "(NOT COALESCE(contains(\"l.b\", 'x'), FALSE))",
+    "(NOT COALESCE((contains(\"l.a\", 'cmd') AND \"l.b\" = 'cmd.exe'), FALSE))",
+    "(contains(\"l.a\", 'a') OR (NOT COALESCE(\"l.b\" = 'x', FALSE)))",
+    "((\"l.a\" = 'abc' OR \"l.b\" IS NULL) AND (NOT COALESCE(\"l.a\" IS NULL, FALSE)))",
+    "starts_with(\"l.a\", \"l.b\")",
+    "ends_with(\"l.a\", \"l.b\")",
+    "\"l.a\" = \"l.b\"",
+    "FALSE",
+]
+
+
+def _duckdb(cond: str) -> list[int]:
+    con = duckdb.connect()
+    t = pa.table({**{k: pa.array(v, pa.string()) for k, v in ROWS.items()}, "__i": range(len(ROWS["l.a"]))})
+    con.register("g", t)
+    return sorted(i for (i,) in con.execute(f"SELECT __i FROM g WHERE {cond}").fetchall())
+
+
+@pytest.mark.parametrize("cond", CONDITIONS)
+def test_python_evaluation_equals_duckdb(cond: str) -> None:
+    node, cols = parse_condition(cond)
+    assert cols <= set(ROWS)
+    pred = node(ROWS)
+    assert [i for i in range(len(ROWS["l.a"])) if pred(i)] == _duckdb(cond)
+
+
+@pytest.mark.parametrize("cond", [
+    "NOT \"l.a\" = 'x'",  # a bare NOT of NULL is NULL: not expressible with NULL read as false
+    "TRY_CAST(\"l.a\" AS DOUBLE) > 3.0",
+    "lower(\"l.a\") = 'x'",
+    "\"l.a\" = 'x' garbage",
+])
+def test_sql_outside_the_subset_is_refused_and_runs_in_duckdb(cond: str) -> None:
+    with pytest.raises(NotPython):
+        parse_condition(cond)
+
+
+def _matches(engine: Engine, events: list[dict[str, object]]) -> list[tuple[str, str]]:
+    return sorted((m.rule.title, m.event["event.id"]) for m in engine.evaluate(table(events)))
+
+
+def test_engine_in_python_finds_what_duckdb_finds(tmp_path: Path) -> None:
+    extra = [proc_rule("Field reference", """
+        sel:
+            ParentImage|fieldref: Image
+        condition: sel"""), proc_rule("Null and not", """
+        sel:
+            Image|endswith: '.exe'
+            User: null
+        filter:
+            CommandLine|contains: 'benign'
+        condition: sel and not filter""")]
+    rs = ruleset(tmp_path, *RULES, *extra)
+    events = [*EVENTS, win(1, {"Image": "C:\\p.exe", "ParentImage": "c:\\P.EXE"}, n=20),
+              win(1, {"Image": "C:\\q.exe", "User": ""}, n=21)]
+    found = _matches(Engine(rs), events)
+    assert found == _matches(Engine(rs, python=False), events)
+    assert ("Field reference", "ev20") in found and ("Null and not", "ev21") in found
