@@ -205,7 +205,14 @@ class _Batch:
         o = self.open[idx]
         _mapping, pool = self.pools.setdefault(id(recs.mapping), (recs.mapping, _Pool()))
         n = len(recs)
-        raws = recs.raws if isinstance(recs.raws, pa.Array) else pa.array(recs.raws, pa.string())
+        if isinstance(recs.raws, pa.Array):
+            raws = recs.raws
+        else:
+            raws = pa.array(recs.raws, pa.string())
+            # Arrow's allocator (mimalloc) keeps the pages the conversion's growing buffers freed,
+            # per thread, and reuses them badly: handed back here, reading 300 small EVTX files
+            # peaks ~20 MB lower. Costs ~1 us when there is nothing to hand back.
+            pa.default_memory_pool().release_unused()
         pool.raws.append(raws)
         pool.nbytes += raws.nbytes
         pool.lines.append(recs.lines if isinstance(recs.lines, pa.Array) else pa.array(recs.lines, pa.int64()))
@@ -521,6 +528,9 @@ class _Pipeline:
             # Records read so far are kept; the rest of the source is quarantined as one record.
             o.ctx.bad(f"reading stopped after {o.ordinal} records: {reason}")
             batch.drain_bad()
+        # Read: its 64 KiB head (for sniffing) would otherwise stay until the batch commits, for
+        # up to BATCH_SOURCES sources (19 MB for a folder of 300 EVTX files).
+        source.head = b""
         for note in dict.fromkeys(source.notes):
             o.ctx.warn(note)
         self.seen.add(source.id)
