@@ -168,25 +168,3 @@ def test_file_facts_hash_the_complete_lines_apart(tmp_path: Path) -> None:
     assert f.sha256 == hashlib.sha256(b"a\nbb\nccc").hexdigest()
     assert f.complete_sha256 == hashlib.sha256(b"a\nbb\n").hexdigest()
     assert file_facts(p, limit=5).sha256 == f.complete_sha256
-
-
-def test_file_facts_hashed_on_a_thread_are_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Big files are hashed on a second thread, chunk by chunk: same hashes, counts and sizes."""
-    import hashlib
-
-    from phagocyte.ingest import source
-
-    data = b"".join(b"x" * (i % 97) + b"\n" for i in range(5000)) + b"tail without newline"
-    p = tmp_path / "big.log"
-    p.write_bytes(data)
-    inline, inline_cut = source.file_facts(p), source.file_facts(p, limit=10_001)
-    monkeypatch.setattr(source, "_HASH_IN_THREAD_BYTES", 0)
-    monkeypatch.setattr(source, "_HASH_CHUNK", 100)  # many chunks, some without a newline
-    threaded = source.file_facts(p)
-    assert threaded == inline
-    assert threaded.sha256 == hashlib.sha256(data).hexdigest()
-    cut = data.rfind(b"\n") + 1
-    assert (threaded.complete_size, threaded.newlines) == (cut, data.count(b"\n"))
-    assert threaded.complete_sha256 == hashlib.sha256(data[:cut]).hexdigest()
-    assert source.file_facts(p, limit=10_001) == inline_cut
-    assert inline_cut.sha256 == hashlib.sha256(data[:10_001]).hexdigest()

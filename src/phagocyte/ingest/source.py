@@ -15,11 +15,9 @@ import gzip
 import hashlib
 import io
 import os
-import queue
 import shutil
 import tarfile
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -228,61 +226,28 @@ class FileFacts:
     complete_sha256: str
 
 
-_HASH_CHUNK = 4 * 1024 * 1024
-_HASH_IN_THREAD_BYTES = 16 * 1024 * 1024
-"""From this size on, SHA-256 runs on a second thread while this one reads and counts lines:
-hashlib releases the GIL, so the idempotency key of a big file (ingest cannot start before it is
-known) costs about the longer of the two instead of their sum."""
-
-
 def file_facts(path: Path, limit: int | None = None) -> FileFacts:
     """Hash (and count the lines of) a file, or of its first `limit` bytes."""
     h = hashlib.sha256()
-    state = {"complete": h.copy()}
-
-    def hash_chunk(chunk: bytes, k: int) -> None:
-        if k:
-            view = memoryview(chunk)
-            h.update(view[:k])
-            state["complete"] = h.copy()
-            h.update(view[k:])
-        else:
-            h.update(chunk)
-
+    complete = h.copy()
     size = newlines = complete_size = 0
     with path.open("rb") as f:
-        total = os.fstat(f.fileno()).st_size if limit is None else limit
-        work: queue.Queue[tuple[bytes, int] | None] | None = None
-        hasher: threading.Thread | None = None
-        if total >= _HASH_IN_THREAD_BYTES:
-            jobs: queue.Queue[tuple[bytes, int] | None] = queue.Queue(maxsize=4)  # bounds memory
-
-            def drain() -> None:
-                while (job := jobs.get()) is not None:
-                    hash_chunk(*job)
-
-            work, hasher = jobs, threading.Thread(target=drain, name="phago-hash", daemon=True)
-            hasher.start()
-        try:
-            while True:
-                want = _HASH_CHUNK if limit is None else min(_HASH_CHUNK, limit - size)
-                chunk = f.read(want) if want > 0 else b""
-                if not chunk:
-                    break
-                k = chunk.rfind(b"\n") + 1
-                if work is not None:
-                    work.put((chunk, k))
-                else:
-                    hash_chunk(chunk, k)
-                if k:
-                    complete_size = size + k
-                size += len(chunk)
-                newlines += chunk.count(b"\n")
-        finally:
-            if work is not None and hasher is not None:
-                work.put(None)
-                hasher.join()
-    return FileFacts(h.hexdigest(), size, newlines, complete_size, state["complete"].hexdigest())
+        while True:
+            want = 4 * 1024 * 1024 if limit is None else min(4 * 1024 * 1024, limit - size)
+            chunk = f.read(want) if want > 0 else b""
+            if not chunk:
+                break
+            k = chunk.rfind(b"\n") + 1
+            if k:
+                h.update(chunk[:k])
+                complete = h.copy()
+                complete_size = size + k
+                h.update(chunk[k:])
+            else:
+                h.update(chunk)
+            size += len(chunk)
+            newlines += chunk.count(b"\n")
+    return FileFacts(h.hexdigest(), size, newlines, complete_size, complete.hexdigest())
 
 
 def _hidden_member(name: str) -> bool:
