@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +52,6 @@ SMALL_ROWS = 5000
 pays off on larger files."""
 BUFFER_BYTES = 96 * 1024 * 1024
 """Bytes buffered across partitions before the largest is written out (bounds memory)."""
-COMMIT_WRITERS = 2
-"""Threads writing the partitions still buffered at commit (one per core of a small machine)."""
 _ALWAYS = ("@timestamp", "event.id", "event.dataset")
 _UNIQUE = {"@timestamp", "event.id", "event.original", "event.ingested", "log.file.line", "log.offset",
            "winlog.record_id", "winlog.event_data"}
@@ -209,16 +206,8 @@ class ParquetTransaction:
 
     def commit(self, sources: list[SourceRecord]) -> None:
         """Publish the batch: files first, then the manifest (the commit point)."""
-        jobs = [self._take(k) for k in list(self._buf)]
-        if len(jobs) > 1:
-            # Many small partitions (a folder of EVTX files spans hundreds of channel-days) are
-            # written side by side: Arrow encodes outside the GIL, and the ingest workers are idle
-            # by now (the pipeline joined them before committing).
-            with ThreadPoolExecutor(max_workers=COMMIT_WRITERS, thread_name_prefix="phago-commit") as ex:
-                for _ in ex.map(lambda job: self._write_file(*job), jobs):
-                    pass
-        elif jobs:
-            self._write_file(*jobs[0])
+        for k in list(self._buf):
+            self._flush(k)
         self._close()
         root = self._store.root
         files = list(self._files)
