@@ -41,3 +41,29 @@ def test_sniffers_never_raise_and_stay_in_range(head: bytes, name: str) -> None:
     for cls in REGISTRY.values():
         score = cls().sniff(head, name)
         assert isinstance(score, int) and 0 <= score <= 100
+
+
+def test_a_binary_signature_decides_without_the_text_sniffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An EVTX head goes to the EVTX reader without 64 KiB of binary being decoded by every text
+    sniffer; a head without a signature is still offered to every reader."""
+    from phagocyte.ingest.reader import choose
+    from phagocyte.ingest.source import Source
+
+    get_reader("evtx")
+    asked: list[str] = []
+    for cls in REGISTRY.values():
+        if cls.magic is None:
+            def sniff(self: Reader, head: bytes, path: str, _orig=cls.sniff) -> int:
+                asked.append(self.name)
+                return _orig(self, head, path)
+            monkeypatch.setattr(cls, "sniff", sniff)
+
+    def src(head: bytes) -> Source:
+        return Source(path="x", id="0" * 64, opener=lambda: None, head=head)  # type: ignore[arg-type,return-value]
+
+    reader, score = choose(src(b"ElfFile\x00" + b"\x00" * 4000))
+    assert reader is not None and reader.name == "evtx" and score == 100 and asked == []
+    reader, _ = choose(src(b'{"timestamp":"2024-01-01T00:00:00Z","event_type":"alert"}\n'))
+    assert reader is not None and reader.name != "evtx"
+    assert sorted(asked) == sorted(n for n, c in REGISTRY.items() if c.magic is None)
+    assert all(not cls.magic or not cls().sniff(b"not " + cls.magic, "x") for cls in REGISTRY.values())

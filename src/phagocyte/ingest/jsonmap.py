@@ -120,7 +120,9 @@ class JsonMapping:
         # Their text is hidden (NULL) from the column expressions, which may parse ``raw`` again.
         parsed = (f"SELECT seq, raw, line, off, {'' if trusted else 'TRY'}(json_transform(raw, {struct_sql})) AS j "
                   "FROM __batch")
-        flagged = f"SELECT *, (j IS NOT NULL AND starts_with(ltrim(raw, ' \t\r\n'), '{{')) AS __ok FROM ({parsed})"
+        # ltrim() copies every text; only a record that does not start with '{' needs it.
+        flagged = (f"SELECT *, (j IS NOT NULL AND (starts_with(raw, '{{') "
+                   f"OR starts_with(ltrim(raw, ' \t\r\n'), '{{'))) AS __ok FROM ({parsed})")
         if any(_RAW.search(expr) for st in (cols, *stages) for expr in st.values()):
             sql = (f"SELECT seq, __ok, {_select(cols)}\nFROM (SELECT seq, line, off, j, __ok, "
                    f"CASE WHEN __ok THEN raw END AS raw FROM ({flagged}))")

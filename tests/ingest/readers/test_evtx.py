@@ -172,3 +172,38 @@ def test_sysmon_process_access_maps_the_source_process(settings) -> None:
         "process.pid": data["SourceProcessId"],
         "process.entity_id": data["SourceProcessGUID"],
     })
+
+
+def test_only_the_parsers_own_warnings_quarantine_a_chunk(settings, tmp_path: Path, monkeypatch) -> None:
+    """``catch_warnings`` is process-wide: a warning another thread raises while the parser runs
+    (a detector on a worker, a ResourceWarning from the GC) is passed on, not counted as a bad chunk."""
+    import warnings
+
+    from phagocyte.ingest.readers import evtx as reader_mod
+
+    record = json.dumps({"Event": {"System": {
+        "EventID": 4624, "Channel": "Security", "Computer": "pc1", "EventRecordID": 1,
+        "TimeCreated": {"#attributes": {"SystemTime": "2024-01-02T03:04:05Z"}}},
+        "EventData": {"TargetUserName": "bob"}}})
+
+    class FakeParser:
+        def __init__(self, path: str, **kw: object) -> None:
+            pass
+
+        def records_json(self):
+            yield {"data": record}
+            warnings.warn("unclosed file <_io.TextIOWrapper>", ResourceWarning, stacklevel=1)
+            warnings.warn("Skipping EVTX data: RuntimeError: Failed to parse chunk number 2: bad magic",
+                          RuntimeWarning, stacklevel=1)
+            yield {"data": record}
+
+    monkeypatch.setattr(reader_mod.evtx, "PyEvtxParser", FakeParser)
+    f = tmp_path / "a.evtx"
+    f.write_bytes(b"ElfFile\x00" + b"\x00" * 5000)
+    with warnings.catch_warnings(record=True) as outer:
+        warnings.simplefilter("always")
+        report, store = run_ingest([f], settings)
+    assert report.events == 2 and report.quarantined == 1
+    q = rows(store, "select reason, record, \"offset\" from quarantine")
+    assert [(r["record"], r["offset"]) for r in q] == [(2, 4096 + 2 * 65536)]
+    assert [w.category for w in outer if "unclosed file" in str(w.message)] == [ResourceWarning]

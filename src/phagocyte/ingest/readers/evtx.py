@@ -82,6 +82,7 @@ MAPPING = JsonMapping(
 class EvtxReader(Reader):
     name = "evtx"
     description = "Windows event log files (.evtx), any channel"
+    magic = _MAGIC
 
     def sniff(self, head: bytes, path: str) -> int:
         return 100 if head.startswith(_MAGIC) else 0
@@ -107,7 +108,10 @@ class EvtxReader(Reader):
                     self._chunk_error(ctx, str(exc))
                     done = True
             for w in caught:
-                self._chunk_error(ctx, str(w.message))
+                if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("Skipping "):
+                    self._chunk_error(ctx, str(w.message))
+                else:  # catch_warnings is process-wide: another thread's warning, not a bad chunk
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
             if raws:
                 n = len(raws)
                 yield JsonRecords(MAPPING, raws, [None] * n, [None] * n)
