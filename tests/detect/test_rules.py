@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,9 @@ def test_rules_compiled_by_several_processes_are_the_same_as_by_one(
     _many_rules(tmp_path / "many", 30)
     paths = [tmp_path / "many", BUILTIN_RULES]  # the built-in pack has correlations (compiled here)
     monkeypatch.setattr(rules_mod, "COMPILE_JOBS_MIN_FILES", 1)
+    # Earlier tests may leave idle pool threads (AnyIO's), which make compile_jobs() refuse to
+    # fork; they only wait on a queue, so forking here is safe.
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setenv("PHAGO_COMPILE_JOBS", "1")
     one = load_rules(paths)
     monkeypatch.setenv("PHAGO_COMPILE_JOBS", "3")
@@ -91,3 +95,22 @@ def test_rules_compiled_by_several_processes_are_the_same_as_by_one(
     assert calls == []
     monkeypatch.setenv("PHAGO_COMPILE_JOBS", "1")
     assert rules_mod._to_json(load_rules(paths)) == rules_mod._to_json(filtered)
+
+
+def test_no_forked_compile_while_other_threads_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork copies a lock another thread may hold: with a second thread, one process compiles."""
+    from phagocyte.detect import rules as rules_mod
+
+    monkeypatch.setenv("PHAGO_COMPILE_JOBS", "3")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert rules_mod.compile_jobs() == 3
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    monkeypatch.undo()
+    monkeypatch.setenv("PHAGO_COMPILE_JOBS", "3")
+    worker.start()
+    try:
+        assert rules_mod.compile_jobs() == 1
+    finally:
+        stop.set()
+        worker.join()
