@@ -108,6 +108,33 @@ def test_a_grown_log_file_adds_only_its_new_lines(tmp_path: Path, settings) -> N
     assert r3.events == 0 and r3.count("duplicate") == 1
 
 
+def test_lines_written_while_the_file_is_read_are_stored_once(tmp_path: Path, settings,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log written to between hashing and reading: this ingest stops at the hashed size, the next
+    resumes there; every line is stored once (read to the end now, the new lines came twice)."""
+    from phagocyte.ingest import source as source_mod
+
+    f = tmp_path / "eve.json"
+    f.write_text("".join(_eve(i) for i in range(100)))
+    real = source_mod.file_facts
+
+    def facts_then_append(path: Path, limit: int | None = None) -> source_mod.FileFacts:
+        got = real(path, limit)
+        if limit is None and path == f:
+            with f.open("a") as out:  # the writer appends right after the file was hashed
+                out.write("".join(_eve(i) for i in range(100, 130)))
+            monkeypatch.setattr(source_mod, "file_facts", real)
+        return got
+
+    monkeypatch.setattr(source_mod, "file_facts", facts_then_append)
+    r1, _ = run_ingest([f], settings)
+    assert r1.events == 100 and r1.quarantined == 0
+    r2, store = run_ingest([f], settings)
+    assert r2.events == 30
+    got = rows(store, 'select count(*) n, count(distinct "log.file.line") d from events')[0]
+    assert got == {"n": 130, "d": 130}
+
+
 def test_a_rewritten_file_with_the_same_name_is_read_whole(tmp_path: Path, settings) -> None:
     f = tmp_path / "eve.json"
     f.write_text("".join(_eve(i) for i in range(50)))

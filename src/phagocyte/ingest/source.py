@@ -260,6 +260,43 @@ def _open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+class _BoundedRaw(io.RawIOBase):
+    """The first `limit` bytes of a file: what a reader sees of a file still being written."""
+
+    def __init__(self, f: BinaryIO, limit: int) -> None:
+        self._f, self._limit = f, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        left = self._limit - self._f.tell()
+        if left <= 0:
+            return 0
+        view = memoryview(b)
+        return self._f.readinto(view[:left] if len(view) > left else view)  # type: ignore[attr-defined]
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            offset, whence = self._limit + offset, io.SEEK_SET
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _open_bounded(path: Path, limit: int) -> BinaryIO:
+    raw = path.open("rb", buffering=0)
+    return io.BufferedReader(_BoundedRaw(raw, limit), 1024 * 1024)  # type: ignore[arg-type, return-value]
+
+
 def _member_id(outer_id: str, member: str) -> str:
     return hashlib.sha256(f"{outer_id}!{member}".encode()).hexdigest()
 
@@ -305,8 +342,11 @@ def iter_sources(
             continue
         budget = _Budget(compressed=size, limits=limits)
 
-        def opener(p: Path = item) -> BinaryIO:
-            return p.open("rb")
+        def opener(p: Path = item, n: int = size) -> BinaryIO:
+            # Only the bytes that were hashed: a log written to meanwhile keeps its new lines for
+            # the next ingest, which resumes at the size recorded now (read now, they would be
+            # read again then).
+            return _open_bounded(p, n)
 
         with ExitStack() as stack:
             try:
