@@ -6,6 +6,7 @@ Transport only: loading rules, running the engine and storing alerts live in `ph
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import time
@@ -81,8 +82,14 @@ def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | No
 
 def streaming_detector(settings: Settings, given: Sequence[Path] | None = None,
                        cache_dir: Path | None = None) -> Detector:
-    """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored."""
-    return Detector(Engine(_load(settings, given, cache_dir)))
+    """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored.
+
+    The compiled rules (and the modules imported so far) live until the command ends: frozen out
+    of the cyclic garbage collector, its full passes during ingest no longer walk them again and
+    again (a warm hunt of 300 EVTX files: ~0.15 s of ~2.6 s CPU)."""
+    detector = Detector(Engine(_load(settings, given, cache_dir)))
+    gc.freeze()
+    return detector
 
 
 def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None,
