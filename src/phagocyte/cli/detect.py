@@ -170,6 +170,12 @@ def hunt(
 
     Exit status: 0 no alert, 4 alerts raised, 1 error."""
     settings = _settings(home)
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        # Arrow's default allocator (mimalloc) keeps the pages of the many small conversions a
+        # folder of EVTX files makes; the C library's gives them back: peak RSS of a hunt over 300
+        # EVTX files ~415 -> ~330 MB, no slower. Only here: a long ingest of big JSON files peaked
+        # higher with it (docs/benchmarks.md, ingest memory).
+        pa.set_memory_pool(pa.system_memory_pool())
     try:
         # Without a home, events live only in memory: each batch is evaluated as it is read and
         # dropped (no Parquet written and read back), like Zircolite's in-memory database.
