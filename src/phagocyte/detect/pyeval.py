@@ -19,7 +19,7 @@ three-valued expression is TRUE exactly when its leaves read with NULL as FALSE 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import re2
@@ -129,27 +129,22 @@ class _Parser:
         return node
 
     def or_(self) -> Node:
-        parts = [self.and_()]
-        while self.accept("kw", "OR"):
-            parts.append(self.and_())
-        if len(parts) == 1:
-            return parts[0]
-
-        def bind(cols: Columns) -> Pred:
-            preds = [p(cols) for p in parts]
-            return lambda i: any(p(i) for p in preds)
-        return bind
+        return self._chain("OR", self.and_, any)
 
     def and_(self) -> Node:
-        parts = [self.unary()]
-        while self.accept("kw", "AND"):
-            parts.append(self.unary())
+        return self._chain("AND", self.unary, all)
+
+    def _chain(self, keyword: str, operand: Callable[[], Node], combine: Callable[[Iterable[bool]], bool]) -> Node:
+        """Operands joined by `keyword` (`OR`: any true, `AND`: all true; both short-circuit)."""
+        parts = [operand()]
+        while self.accept("kw", keyword):
+            parts.append(operand())
         if len(parts) == 1:
             return parts[0]
 
         def bind(cols: Columns) -> Pred:
             preds = [p(cols) for p in parts]
-            return lambda i: all(p(i) for p in preds)
+            return lambda i: combine(p(i) for p in preds)
         return bind
 
     def unary(self) -> Node:
