@@ -46,6 +46,7 @@ def test_run_on_the_demo_stores_everything_and_writes_a_report(tmp_path: Path) -
     assert "E-mail judged phishing" in ws["rules"], "the phishing mail to j.doe joins the incident on her workstation"
     assert "Malicious powershell code" in ws["rules"], "the encoded PowerShell command line is judged too"
     (html,) = (tmp_path / "home" / "reports").glob("run-*.html")
+    assert html.stem == reports[0].stem, "one run, one stamp: the HTML report is named like the run reports"
     assert "Mail and code" in html.read_text() and "mail-j.doe-invoice.eml" in html.read_text()
     assert "mail-j.doe-invoice.eml:1" in ws["alert_refs"], "the mail is referenced by file and line"
 

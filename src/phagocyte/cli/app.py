@@ -176,7 +176,8 @@ def run(
         with ParquetStore(settings.store_dir) as store:
             n_alerts = store.query("select count(*) as n from all_alerts").column("n")[0]
         html = publish_run(settings, settings.reports_dir / "incidents.jsonl",
-                           {"alerts": n_alerts.as_py(), "events": stats.events})
+                           {"alerts": n_alerts.as_py(), "events": stats.events},
+                           stamp=paths_out["json"].stem.removeprefix("run-"))
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     console.print(f"Report: [bold]{html}[/bold] (incidents), {paths_out['markdown']} (and {paths_out['json'].name})")

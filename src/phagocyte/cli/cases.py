@@ -118,8 +118,10 @@ def stable_incident_id(doc: dict[str, Any]) -> str:
     return "INC-" + hashlib.blake2b(seed.encode(), digest_size=5).hexdigest()
 
 
-def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any]) -> Path | None:
-    """End of `phago run`: triage's incidents into the case store, and the static HTML report. Returns its path."""
+def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any],
+                stamp: str | None = None) -> Path | None:
+    """End of `phago run`: triage's incidents into the case store, and the static HTML report (named
+    `run-STAMP.html`, the run reports' stamp when given). Returns its path."""
     from phagocyte.web.report import write_html_report
 
     docs: list[dict[str, Any]] = []
@@ -127,7 +129,7 @@ def publish_run(settings: Settings, incidents_path: Path, stats: dict[str, Any])
         docs = [json.loads(line) for line in incidents_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if docs:
         _cases(settings.home).import_incidents([{**d, "id": stable_incident_id(d)} for d in docs], "phago run")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     verdicts = settings.reports_dir / "artefacts.jsonl"
     artefacts = [json.loads(x) for x in verdicts.read_text(encoding="utf-8").splitlines() if x.strip()] \
         if verdicts.exists() else []
