@@ -33,6 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflowed to the terminal, `code` shown as code
 )
 console = Console(stderr=True)
 out = Console()

@@ -80,8 +80,8 @@ def email(
 ) -> None:
     """Phishing e-mail analysis: one verdict per message (phishing, spam, clean), its score and the reasons.
 
-    `phago email PATH...` judges messages (exit 4 when one is phishing, 0 otherwise);
-    `phago email train HAM_DIR PHISH_DIR [SPAM_DIR] --model DIR` trains the classifier on your mail."""
+    - `phago email PATH...` judges messages (exit 4 when one is phishing, 0 otherwise);
+    - `phago email train HAM_DIR PHISH_DIR [SPAM_DIR] --model DIR` trains the classifier on your mail."""
     if paths and str(paths[0]) == "train" and not paths[0].exists():
         if len(paths) not in (3, 4):
             console.print("[red]error:[/red] usage: phago email train HAM_DIR PHISH_DIR [SPAM_DIR] [--model DIR]")

@@ -33,9 +33,9 @@ def triage(
 ) -> None:
     """Turn alerts into a short ranked list of explained incidents (escalate / monitor / auto_close).
 
-    `phago triage learn --model DIR LABELLED...` trains from labelled history (AIT-ADS labels);
-    `phago triage --model DIR ALERTS... --out incidents.jsonl` triages (`--stream`: with bounded memory);
-    `phago triage verdict --model DIR ALERTS... --verdict INC-00002=false_positive` learns from an analyst."""
+    - `phago triage learn --model DIR LABELLED...` trains from labelled history (AIT-ADS labels);
+    - `phago triage --model DIR ALERTS... --out incidents.jsonl` triages (`--stream`: with bounded memory);
+    - `phago triage verdict --model DIR ALERTS... --verdict INC-00002=false_positive` learns from an analyst."""
     from phagocyte.triage.learn import apply_verdicts, learn
     from phagocyte.triage.score import RiskModel
     from phagocyte.triage.service import triage as run_triage
