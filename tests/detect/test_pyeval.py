@@ -8,6 +8,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from phagocyte.detect.engine import Engine
 from phagocyte.detect.pyeval import NotPython, parse_condition
@@ -97,3 +99,28 @@ def test_engine_in_python_finds_what_duckdb_finds(tmp_path: Path) -> None:
     found = _matches(Engine(rs), events)
     assert found == _matches(Engine(rs, python=False), events)
     assert ("Field reference", "ev20") in found and ("Null and not", "ev21") in found
+
+
+_CHARS = "aAbBcC \\%_.'\n\tßSsKkİı\u212a\u017f-xX:/"
+_VALUE = st.one_of(st.none(), st.text(_CHARS, max_size=12))
+
+
+def test_python_evaluation_equals_duckdb_on_generated_values() -> None:
+    """Every condition above, on columns of generated values (NULLs, empty strings, case pairs,
+    LIKE wildcards, backslashes, quotes, newlines, Unicode case oddities): the same rows as DuckDB."""
+    parsed = [(c, parse_condition(c)[0]) for c in CONDITIONS]
+    con = duckdb.connect()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(_VALUE, _VALUE, _VALUE), min_size=1, max_size=8))
+    def check(rows: list[tuple[str | None, str | None, str | None]]) -> None:
+        cols = {"l.a": [r[0] for r in rows], "l.b": [r[1] for r in rows], "r.c": [r[2] for r in rows]}
+        t = pa.table({**{k: pa.array(v, pa.string()) for k, v in cols.items()}, "__i": range(len(rows))})
+        con.register("g", t)
+        for cond, node in parsed:
+            pred = node(cols)
+            want = sorted(i for (i,) in con.execute(f"SELECT __i FROM g WHERE {cond}").fetchall())
+            assert [i for i in range(len(rows)) if pred(i)] == want, (cond, rows)
+        con.unregister("g")
+
+    check()
