@@ -130,7 +130,7 @@ def _stream(frame: object, model: object, out_path: Path | None, chunk: int, sho
                 fh.write(json.dumps(d, ensure_ascii=False) + "\n")
             if d["disposition"] == "escalate" and not d["deferred"] and show > 0:
                 show -= 1
-                queue.add_row(d["id"], f"{d['score']:.2f}", "escalate", f"{d['alert_count']:,}", d["summary"][:300])
+                queue.add_row(d["id"], f"{d['score']:.2f}", "escalate", f"{d['alert_count']:,}", _clip(d["summary"]))
     finally:
         if fh:
             fh.close()
@@ -157,7 +157,7 @@ def _print(result: object, show: int) -> None:
             break
         show -= 1
         t.add_row(d["id"], f"{d['score']:.2f}", "deferred" if d["deferred"] else "escalate",
-                  f"{d['alert_count']:,}", d["summary"][:300])
+                  f"{d['alert_count']:,}", _clip(d["summary"]))
     out.print(t)
 
 
@@ -184,3 +184,11 @@ def run_hook(settings: Settings) -> None:
         return
     _print(result, 10)
     console.print(f"Incidents: [bold]{path}[/bold]")
+
+
+def _clip(text: str, limit: int = 600) -> str:
+    """A summary cut for the terminal table at a word boundary, with an ellipsis (the full text is in
+    the incidents file and the report)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
