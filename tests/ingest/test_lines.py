@@ -105,3 +105,17 @@ def test_arrow_blocks_match_the_list_blocks(lines: list[str], rows: int) -> None
             for n, o, t in zip(b.numbers, b.offsets, b.lines, strict=True)]
     assert got == want
     assert [(b.line, b.reason) for b in ctx_a.bad_records] == [(b.line, b.reason) for b in ctx_l.bad_records]
+
+
+def test_arrow_blocks_number_lines_across_chunks(monkeypatch) -> None:
+    """Line numbers carry over from one read chunk to the next (blank lines counted, not stored)."""
+    from phagocyte.ingest import lines as lines_mod
+
+    monkeypatch.setattr(lines_mod, "_CHUNK", 64)
+    texts = [("" if i % 7 == 3 else " " if i % 11 == 5 else f'{{"n": {i}}}') for i in range(500)]
+    data = "\n".join(texts).encode() + b"\n"
+    got = []
+    for b in iter_line_blocks(_ctx(data), block_rows=50, arrow=True):
+        assert b.array is not None
+        got += list(zip(b.numbers.to_pylist(), [t.rstrip("\n") for t in b.array.to_pylist()], strict=True))
+    assert got == [(i + 1, t) for i, t in enumerate(texts) if t.strip()]

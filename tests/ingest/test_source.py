@@ -168,3 +168,25 @@ def test_file_facts_hash_the_complete_lines_apart(tmp_path: Path) -> None:
     assert f.sha256 == hashlib.sha256(b"a\nbb\nccc").hexdigest()
     assert f.complete_sha256 == hashlib.sha256(b"a\nbb\n").hexdigest()
     assert file_facts(p, limit=5).sha256 == f.complete_sha256
+
+
+def test_file_facts_overlapped_hashing_matches_the_serial_one(tmp_path: Path, monkeypatch) -> None:
+    """Big files are hashed on a helper thread, chunk by chunk: same facts as one plain pass."""
+    import hashlib
+
+    from phagocyte.ingest import source as source_mod
+
+    data = b"".join(b"line %d %s\n" % (i, b"x" * (i % 37)) for i in range(3000)) + b"partial"
+    p = tmp_path / "big.log"
+    p.write_bytes(data)
+    monkeypatch.setattr(source_mod, "_FACTS_CHUNK", 1000)  # many chunks, most with a newline inside
+    complete = data[: data.rfind(b"\n") + 1]
+    for overlap in (1, 1 << 60):  # threaded, serial
+        monkeypatch.setattr(source_mod, "_OVERLAP_BYTES", overlap)
+        f = source_mod.file_facts(p)
+        assert (f.size, f.newlines, f.complete_size) == (len(data), 3000, len(complete))
+        assert f.sha256 == hashlib.sha256(data).hexdigest()
+        assert f.complete_sha256 == hashlib.sha256(complete).hexdigest()
+        part = source_mod.file_facts(p, limit=12_345)
+        assert part.size == 12_345 and part.sha256 == hashlib.sha256(data[:12_345]).hexdigest()
+        assert part.newlines == data[:12_345].count(b"\n")

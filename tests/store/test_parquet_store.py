@@ -217,3 +217,20 @@ def test_transaction_rejects_rows_off_schema(settings) -> None:
         with pytest.raises(StoreError):
             txn.write(pa.table({"message": ["x"]}))
         txn.abort()
+
+
+def test_large_files_skip_statistics_of_the_verbatim_text_only(tmp_path, settings) -> None:
+    """event.original gets no min/max statistics (no query prunes by it); the others keep theirs."""
+    import pyarrow.parquet as pq
+
+    from phagocyte.store.parquet import SMALL_ROWS
+
+    _, store = run_ingest([_write(tmp_path / "a.log", SMALL_ROWS + 100, days=1)], settings)
+    (path,) = (settings.store_dir / "tables" / "events").rglob("*.parquet")
+    meta = pq.ParquetFile(path).metadata
+    names = meta.schema.to_arrow_schema().names
+    group = meta.row_group(0)
+    stats = {names[i]: group.column(i).statistics for i in range(group.num_columns)}
+    assert stats["event.original"] is None
+    assert stats["@timestamp"] is not None and stats["@timestamp"].has_min_max
+    assert rows(store, "select count(distinct \"event.original\") n from events")[0]["n"] == SMALL_ROWS + 100

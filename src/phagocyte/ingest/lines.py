@@ -38,6 +38,8 @@ class LineBlock:
     numbers: list[int] | pa.Int64Array = field(default_factory=list)
     offsets: list[int] | pa.Int64Array = field(default_factory=list)
     array: pa.StringArray | None = None
+    physical: int = 0
+    """Arrow blocks: the physical lines (newlines) the block covers, blank ones included."""
 
     def __len__(self) -> int:
         return len(self.array) if self.array is not None else len(self.lines)
@@ -78,8 +80,8 @@ def _arrow_lines(data: bytes, first_line: int, first_offset: int, max_len: int) 
     if not keep.all():
         mask = pa.array(keep)
         return LineBlock(array=strings.filter(mask), numbers=pa.array(numbers[keep]),
-                         offsets=pa.array(offsets[keep]))
-    return LineBlock(array=strings, numbers=pa.array(numbers), offsets=pa.array(offsets))
+                         offsets=pa.array(offsets[keep]), physical=len(ends))
+    return LineBlock(array=strings, numbers=pa.array(numbers), offsets=pa.array(offsets), physical=len(ends))
 
 
 def _fast_lines(buf: bytes, last: int, max_len: int) -> list[str] | None:
@@ -196,7 +198,7 @@ def iter_line_blocks(
                     block = LineBlock()
                 if len(fast):
                     yield fast
-                line_no += int(np.count_nonzero(np.frombuffer(buf, np.uint8, last + 1) == 10))
+                line_no += fast.physical  # counted once, by _arrow_lines
                 buf_off += last + 1
                 buf = buf[last + 1 :]
                 if len(buf) > max_len:

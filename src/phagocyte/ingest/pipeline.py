@@ -361,15 +361,18 @@ def _provenance(table: pa.Table, sources: list[Source], owners: list[int], ords:
     cols = {name: table.column(name) for name in table.column_names}
     idx = pa.array(owners, pa.int32())
     cols["log.file.path"] = pa.array([s.path for s in sources], pa.string()).take(idx)
-    cols["event.ingested"] = pa.array([_now()] * n, pa.timestamp("us", tz="UTC"))
+    # One value repeated in Arrow: a list of n datetimes converted under the GIL cost ~0.35 us per row.
+    cols["event.ingested"] = pa.repeat(pa.scalar(_now(), pa.timestamp("us", tz="UTC")), n)
     prefix = pa.array([s.id[:16] for s in sources], pa.string()).take(idx)
-    by_ord = pc.binary_join_element_wise(prefix, pc.cast(ords, pa.string()), "#")
     line = cols.get("log.file.line")
+    by_line = None
     if line is not None:
         by_line = pc.binary_join_element_wise(prefix, pc.cast(line, pa.string()), ":")
-        cols["event.id"] = pc.if_else(pc.is_valid(line), by_line, by_ord)
-    else:
-        cols["event.id"] = by_ord
+        if not line.null_count:  # every row has its line (JSON lines): no ordinal ids needed
+            cols["event.id"] = by_line
+            return pa.table(cols)
+    by_ord = pc.binary_join_element_wise(prefix, pc.cast(ords, pa.string()), "#")
+    cols["event.id"] = by_ord if by_line is None else pc.if_else(pc.is_valid(line), by_line, by_ord)
     return pa.table(cols)
 
 

@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -226,28 +227,66 @@ class FileFacts:
     complete_sha256: str
 
 
+_FACTS_CHUNK = 4 * 1024 * 1024
+_OVERLAP_BYTES = 3 * _FACTS_CHUNK
+"""Files at least this big are hashed on a helper thread while this one reads and counts lines."""
+
+
+class _Hasher:
+    """SHA-256 of the whole input and of its complete lines, fed chunk by chunk, in order."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self.complete = self.h.copy()
+
+    def update(self, chunk: bytes, k: int) -> None:
+        """`k`: bytes of `chunk` up to and including its last newline (0: none)."""
+        if k:
+            view = memoryview(chunk)  # no copies of the 4 MiB chunk
+            self.h.update(view[:k])
+            self.complete = self.h.copy()
+            self.h.update(view[k:])
+        else:
+            self.h.update(chunk)
+
+
 def file_facts(path: Path, limit: int | None = None) -> FileFacts:
-    """Hash (and count the lines of) a file, or of its first `limit` bytes."""
-    h = hashlib.sha256()
-    complete = h.copy()
+    """Hash (and count the lines of) a file, or of its first `limit` bytes.
+
+    Every source is hashed before it is read (its id makes ingest idempotent), so this is serial
+    time before any mapping starts (~0.9 s for a 717 MB EVE file). SHA-256 releases the GIL: on
+    a big file a helper thread hashes chunk n while this thread reads and counts chunk n+1
+    (hash and count were ~0.4 + 0.25 s of it)."""
+    hasher = _Hasher()
     size = newlines = complete_size = 0
     with path.open("rb") as f:
-        while True:
-            want = 4 * 1024 * 1024 if limit is None else min(4 * 1024 * 1024, limit - size)
-            chunk = f.read(want) if want > 0 else b""
-            if not chunk:
-                break
-            k = chunk.rfind(b"\n") + 1
-            if k:
-                h.update(chunk[:k])
-                complete = h.copy()
-                complete_size = size + k
-                h.update(chunk[k:])
-            else:
-                h.update(chunk)
-            size += len(chunk)
-            newlines += chunk.count(b"\n")
-    return FileFacts(h.hexdigest(), size, newlines, complete_size, complete.hexdigest())
+        total = os.fstat(f.fileno()).st_size if limit is None else min(limit, os.fstat(f.fileno()).st_size)
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phago-hash") \
+            if total >= _OVERLAP_BYTES else None
+        pending: Future[None] | None = None
+        try:
+            while True:
+                want = _FACTS_CHUNK if limit is None else min(_FACTS_CHUNK, limit - size)
+                chunk = f.read(want) if want > 0 else b""
+                if not chunk:
+                    break
+                k = chunk.rfind(b"\n") + 1
+                if k:
+                    complete_size = size + k
+                size += len(chunk)
+                if pool is None:
+                    hasher.update(chunk, k)
+                else:
+                    if pending is not None:
+                        pending.result()  # chunks are hashed in order, one at a time
+                    pending = pool.submit(hasher.update, chunk, k)
+                newlines += chunk.count(b"\n")
+            if pending is not None:
+                pending.result()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+    return FileFacts(hasher.h.hexdigest(), size, newlines, complete_size, hasher.complete.hexdigest())
 
 
 def _hidden_member(name: str) -> bool:

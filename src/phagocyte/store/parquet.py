@@ -56,6 +56,12 @@ _ALWAYS = ("@timestamp", "event.id", "event.dataset")
 _UNIQUE = {"@timestamp", "event.id", "event.original", "event.ingested", "log.file.line", "log.offset",
            "winlog.record_id", "winlog.event_data"}
 """Columns whose values rarely repeat: a dictionary page is wasted work there."""
+_NO_STATS = {"event.original", "winlog.event_data"}
+"""Long texts no query prunes by: their min/max statistics are wasted work (written per page)."""
+DATA_PAGE_BYTES = 4 * 1024 * 1024
+"""Parquet data page size of large files (the default is 1 MiB): fewer, larger zstd frames for
+the ~720-byte verbatim records (writing 46 k EVE alerts' ``event.original``: 0.84 -> 0.55 us per
+record with the statistics off, and a smaller file)."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _PREFIX = 20  # hex digits of the source id used in file names
@@ -174,7 +180,9 @@ class ParquetTransaction:
         self._store._mkdir(path.parent)
         if t.num_rows >= SMALL_ROWS:
             pq.write_table(t, path, compression="zstd", compression_level=1, row_group_size=PART_ROWS,
-                           use_dictionary=[c for c in t.column_names if c not in _UNIQUE])
+                           use_dictionary=[c for c in t.column_names if c not in _UNIQUE],
+                           write_statistics=[c for c in t.column_names if c not in _NO_STATS],
+                           data_page_size=DATA_PAGE_BYTES)
             return
         # A small file (a day of one channel of a 60-record EVTX file) costs mostly per column and
         # per write call: no dictionary pages, cheap compression, one write of the finished file
