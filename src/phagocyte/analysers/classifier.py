@@ -25,10 +25,12 @@ models you trained) and `MODEL_CARD.md`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -371,10 +373,17 @@ class ScriptClassifier:
               ) -> tuple[float, float, list[str]]:
         """(combined score, text probability, the words that pushed the text model most towards malicious)."""
         model = self.models[language]
-        x = model[:-1].transform([text[:_MAX_CHARS]])
+        feats = model[0]
+        tokens: list[str] | None = None
+        if hasattr(feats, "steps"):  # words only (the default): tokenise once, for the vector and the names
+            hv = feats.steps[0][1]
+            tokens = hv.build_analyzer()(text[:_MAX_CHARS])
+            x = feats.steps[1][1].transform(_single_hasher(hv.n_features).transform([tokens]))
+        else:
+            x = model[:-1].transform([text[:_MAX_CHARS]])
         p = float(model[-1].predict_proba(x)[0, 1])
         score = float(self.combined(language, np.array([p]), [list(features)])[0])
-        return score, p, _top_tokens(model, x, text, top)
+        return score, p, _top_tokens(model, x, text, top, tokens)
 
     def save(self, folder: str | os.PathLike[str], sources: Sequence[TrainingSet] = ()) -> Path:
         import joblib
@@ -422,14 +431,24 @@ class ScriptClassifier:
         return cls(blob["models"], blob["meta"], blob["stackers"])
 
 
-def _top_tokens(model: Any, x: Any, text: str, top: int) -> list[str]:
+def _identity(doc: Any) -> Any:
+    return doc
+
+
+@functools.cache
+def _single_hasher(n: int) -> Any:
+    """Hashes lists of tokens exactly as the words HashingVectorizer hashes a text's tokens (same n, no sign)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(analyzer=_identity, n_features=n, alternate_sign=False, norm=None, dtype=np.float32)
+
+
+def _top_tokens(model: Any, x: Any, text: str, top: int, tokens: list[str] | None = None) -> list[str]:
     """The words (or word pairs) whose TF-IDF x weight pushed the text model most towards malicious.
 
     The features are hashed, so names are recovered by hashing the text's own tokens as the
-    HashingVectorizer does (MurmurHash3, seed 0, |h| mod n) and keeping those that land on the top columns.
+    HashingVectorizer does (one token per row) and keeping those that land on the top columns.
     """
-    from sklearn.utils import murmurhash3_32
-
     x = x.tocsr()
     coef = model[-1].coef_[0]
     contrib = x.data * coef[x.indices]
@@ -441,11 +460,19 @@ def _top_tokens(model: Any, x: Any, text: str, top: int) -> list[str]:
     n = words.n_features
     wanted = {int(x.indices[i]): float(contrib[i]) for i in order if x.indices[i] < n}
     names: dict[int, str] = {}
-    for tok in set(words.build_analyzer()(text[:_MAX_CHARS])):
-        h = murmurhash3_32(tok, seed=0)
-        col = (2147483647 - (n - 1)) % n if h == -2147483648 else abs(h) % n
-        if col in wanted and (col not in names or len(tok) < len(names[col])):
-            names[col] = tok
+    # most frequent tokens first, a batch at a time, until every wanted column has a name (usually the first
+    # batch: a column weighs by its term frequency); then the rest of that batch only, for the shortest name
+    counts = Counter(tokens if tokens is not None else words.build_analyzer()(text[:_MAX_CHARS]))
+    ranked = [t for t, _ in counts.most_common()]
+    for start in range(0, len(ranked), 256):
+        batch = ranked[start:start + 256]
+        cols = _single_hasher(n).transform([[t] for t in batch]).tocsr()
+        for tok, a, b in zip(batch, cols.indptr[:-1], cols.indptr[1:], strict=True):
+            col = int(cols.indices[a]) if b > a else -1
+            if col in wanted and (col not in names or len(tok) < len(names[col])):
+                names[col] = tok
+        if len(names) == len(wanted):
+            break
     return [f"{names[c]} (+{w:.2f})" for c, w in sorted(wanted.items(), key=lambda kv: -kv[1]) if c in names]
 
 
