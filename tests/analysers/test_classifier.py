@@ -194,6 +194,14 @@ def test_a_model_without_the_stacked_combination_is_refused_with_a_clear_message
         ScriptClassifier.load(tmp_path / "m")
     res = CliRunner().invoke(app, ["scan", str(tmp_path / "m" / "meta.json"), "--model", str(tmp_path / "m")])
     assert res.exit_code != 0 and "retrain" in res.output
+    # `phago run` with such a model in the home: a clear error, not a traceback
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (tmp_path / "m").rename(home / "models" / "scan")
+    (tmp_path / "x.ps1").write_text("Get-Process\n")
+    res = CliRunner().invoke(app, ["run", "--home", str(home), str(tmp_path / "x.ps1")])
+    assert res.exit_code != 0 and "retrain" in res.output
+    assert isinstance(res.exception, SystemExit)
     # a text model fitted without the combination cannot be saved as a usable model either
     bare = ScriptClassifier()
     bare.fit("powershell", *_toy(10, 9), stack=False)
