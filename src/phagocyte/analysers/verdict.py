@@ -60,6 +60,8 @@ class Verdict:
     size: int = 0
     errors: list[str] = field(default_factory=list)
     """Limits hit and parts that could not be read: the analysis went on without them."""
+    stacked: bool = False
+    """The `model` reason is a stacked score over the heuristics: they explain but no longer add (`rescore`)."""
 
     @property
     def label(self) -> str:
@@ -70,8 +72,13 @@ class Verdict:
             self.reasons.append(reason)
 
     def rescore(self, model_score: float | None = None) -> None:
-        """Score = noisy-OR of the reasons' weights; a model probability, when given, counts as one more."""
-        weights = [r.weight for r in self.reasons]
+        """Score = noisy-OR of the reasons' weights; a model probability, when given, counts as one more.
+
+        When `stacked`, the `model` reason's weight is a stacked score that already weighs the heuristics, so
+        `heuristic` reasons stay as explanation but leave the noisy-OR (counting them twice raised false
+        positives); YARA and file-analyser reasons still add."""
+        skip = {"heuristic"} if self.stacked and any(r.source == "model" for r in self.reasons) else set()
+        weights = [r.weight for r in self.reasons if r.source not in skip]
         if model_score is not None:
             weights.append(model_score)
         self.score = round(combine(weights), 4)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from phagocyte.cli.app import console, out
+from phagocyte.cli.app import _fail, console, out
 from phagocyte.config import Settings
+from phagocyte.errors import PhagocyteError
 from phagocyte.ingest.pipeline import IngestReport
 
 __all__ = ["run_artefacts"]
@@ -30,7 +31,10 @@ def run_artefacts(settings: Settings, report: IngestReport) -> int:
     from phagocyte.store.parquet import ParquetStore
 
     pending = {r.path: r for r in report.results if r.status == "unrecognised" and Path(r.path).is_file()}
-    email_model, script_model = team_models(settings.home)
+    try:
+        email_model, script_model = team_models(settings.home)
+    except PhagocyteError as exc:  # a model saved by an older version is refused: say which and how to retrain
+        raise _fail(exc) from exc
     scanner = Scanner(ScanLimits(), model=script_model)
     with ParquetStore(settings.store_dir, writable=True) as store:
         found = analyse_artefacts(list(pending), scanner=scanner, email_model=email_model, store=store)

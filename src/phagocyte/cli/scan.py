@@ -111,30 +111,40 @@ def scan_train(
 ) -> None:
     """Train the script classifier for one language on deobfuscated text; other languages already in the
     model folder are kept. Duplicate contents are dropped, and contents under both labels too. The decision
-    threshold is chosen on an inner split of the training data (<= 0.5 % false positives there)."""
-    from phagocyte.analysers.classifier import ScriptClassifier, TrainingSet
+    threshold is chosen on an inner split of the training data (<= 0.5 % false positives there); the verdict's
+    combined score is a stacked model (text probability + heuristics) fitted on inner cross-validation."""
+    from phagocyte.analysers.classifier import ScriptClassifier, TrainingSet, stack_features
     from phagocyte.analysers.limits import ScanLimits
     from phagocyte.analysers.scan import iter_scan_files
     from phagocyte.analysers.scripts import analyse_script
 
-    clf = ScriptClassifier.load(model) if (model / "model.joblib").exists() else ScriptClassifier()
+    clf = ScriptClassifier()
+    if (model / "model.joblib").exists():
+        why = ScriptClassifier.problem(model)
+        if why is None:
+            clf = ScriptClassifier.load(model)
+        else:  # an older format: its other languages cannot be kept, say so rather than mixing formats
+            console.print(f"[yellow]{why}; starting a new model there (its other languages are not kept)[/yellow]")
     texts: list[str] = []
     labels: list[int] = []
+    features: list[list[float]] = []
     limits = ScanLimits(max_seconds=2.0)
     for label, folders in ((1, malicious), (0, benign)):
         for f in iter_scan_files(list(folders)):
             v = analyse_script(f.read_bytes()[: limits.max_file_bytes], str(f), language=language, limits=limits)
             texts.append(v.deobfuscated if v.deobfuscated is not None else f.read_text("utf-8", errors="replace"))
             labels.append(label)
+            features.append(stack_features(language, v.reasons, v.layers))
     try:
-        stats = clf.fit(language, texts, labels, chars=chars, target_fpr=target_fpr)
+        stats = clf.fit(language, texts, labels, chars=chars, target_fpr=target_fpr, features=features)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     sources = [TrainingSet(language, [str(p) for p in malicious], [str(p) for p in benign], licences)]
     clf.save(model, sources)
     console.print(f"{language}: trained on {stats['malicious']} malicious + {stats['benign']} benign distinct "
                   f"scripts ({stats['input'] - stats['distinct']} duplicates, {stats['conflicting']} conflicting "
-                  f"dropped); threshold {stats['threshold']}; model in {model}")
+                  f"dropped); text threshold {stats['threshold']}, combined threshold "
+                  f"{stats['stack']['threshold']}; model in {model}")
 
 
 @app.command("scan-events")
