@@ -202,6 +202,7 @@ def test_a_model_without_the_stacked_combination_is_refused_with_a_clear_message
     res = CliRunner().invoke(app, ["run", "--home", str(home), str(tmp_path / "x.ps1")])
     assert res.exit_code != 0 and "retrain" in res.output
     assert isinstance(res.exception, SystemExit)
+    assert not (home / "store").exists(), "refused before anything was ingested"
     # a text model fitted without the combination cannot be saved as a usable model either
     bare = ScriptClassifier()
     bare.fit("powershell", *_toy(10, 9), stack=False)

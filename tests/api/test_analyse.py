@@ -53,3 +53,17 @@ def test_bodies_are_bounded_and_viewers_cannot_analyse(tmp_path: Path) -> None:
     api = make_api(f"sqlite:///{tmp_path / 'cases.db'}", tmp_path / "home", api_max_body=1000)
     assert api.client.post("/api/analyse/file", content=b"x" * 2000, headers=api.h("analyst")).status_code == 413
     assert api.client.post("/api/analyse/email", content=_PHISH, headers=api.h("viewer")).status_code == 403
+
+
+def test_a_team_model_this_version_cannot_read_is_a_clear_503(sqlite_api: Api) -> None:
+    """An e-mail model of an older format in the home: the analysers answer 503 with how to fix it
+    (the server's set-up, not the request), never a 500 with a traceback."""
+    import json
+
+    folder = sqlite_api.settings.home / "models" / "email"
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text(json.dumps({"format": "phagocyte-email-model/1"}))
+    c, h = sqlite_api.client, sqlite_api.h("analyst")
+    for path in ("/api/analyse/email", "/api/analyse/file?name=a.ps1"):
+        r = c.post(path, content=_PHISH, headers=h)
+        assert r.status_code == 503 and "retrain" in r.json()["detail"], (path, r.text)

@@ -20,6 +20,7 @@ from typing import Any
 
 from phagocyte.analysers.events import EventScanStats, scan_store
 from phagocyte.analysers.scan import Scanner
+from phagocyte.errors import ConfigError, PhagocyteError
 
 __all__ = ["ArtefactReport", "ArtefactVerdict", "analyse_artefacts", "looks_like_email", "team_models"]
 
@@ -84,18 +85,37 @@ class ArtefactReport:
         return out
 
 
-def team_models(home: Path) -> tuple[Any, Any]:
-    """(e-mail model, script model) that a team trained into `home/models/{email,scan}`; None where absent
-    (the analysers then judge by their signals and heuristics alone)."""
-    email_model = script_model = None
+def team_model_problems(home: Path) -> list[str]:
+    """Why a model trained into `home/models/{email,scan}` cannot be used by this version (an older format,
+    an unreadable file), read from the models' metadata only: a run checks this before ingesting."""
+    problems = []
     if (home / "models" / "email" / "model.json").exists():
         from phagocyte.email.model import EmailModel
 
-        email_model = EmailModel.load(home / "models" / "email")
+        problems.append(EmailModel.problem(home / "models" / "email"))
     if (home / "models" / "scan" / "model.joblib").exists():
         from phagocyte.analysers.classifier import ScriptClassifier
 
-        script_model = ScriptClassifier.load(home / "models" / "scan")
+        problems.append(ScriptClassifier.problem(home / "models" / "scan"))
+    return [p for p in problems if p]
+
+
+def team_models(home: Path) -> tuple[Any, Any]:
+    """(e-mail model, script model) that a team trained into `home/models/{email,scan}`; None where absent
+    (the analysers then judge by their signals and heuristics alone). A model this version cannot use
+    raises `ConfigError` saying which and how to retrain it."""
+    email_model = script_model = None
+    try:
+        if (home / "models" / "email" / "model.json").exists():
+            from phagocyte.email.model import EmailModel
+
+            email_model = EmailModel.load(home / "models" / "email")
+        if (home / "models" / "scan" / "model.joblib").exists():
+            from phagocyte.analysers.classifier import ScriptClassifier
+
+            script_model = ScriptClassifier.load(home / "models" / "scan")
+    except (ValueError, OSError, KeyError, EOFError, PhagocyteError) as exc:
+        raise ConfigError(f"team model unusable: {exc}") from exc
     return email_model, script_model
 
 

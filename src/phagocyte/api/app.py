@@ -18,7 +18,7 @@ from phagocyte.api.auth import RateLimiter
 from phagocyte.api.routers import admin, analyse, events, incidents, playbooks
 from phagocyte.cases.service import CaseError, CaseStore, JsonlVerdictSink, NotFound
 from phagocyte.config import Settings
-from phagocyte.errors import PhagocyteError
+from phagocyte.errors import ConfigError, PhagocyteError
 from phagocyte.respond.service import Responder, ResponseConfig
 from phagocyte.store.parquet import ParquetStore
 
@@ -73,6 +73,11 @@ def create_app(settings: Settings, *, cases: CaseStore | None = None, console: b
     @app.exception_handler(PhagocyteError)
     async def _error(_: Request, exc: PhagocyteError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:
+        # The server's set-up (a team model this version cannot read), not the request: retry after fixing it.
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

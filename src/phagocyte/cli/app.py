@@ -19,7 +19,7 @@ from rich.table import Table
 
 from phagocyte import __version__
 from phagocyte.config import Settings, load_settings
-from phagocyte.errors import PhagocyteError
+from phagocyte.errors import ConfigError, PhagocyteError
 from phagocyte.ingest.pipeline import EXIT_ERROR, IngestReport
 from phagocyte.ingest.pipeline import Progress as IngestProgress
 from phagocyte.ingest.pipeline import ingest as run_ingest
@@ -154,6 +154,10 @@ def run(
     from phagocyte.cli.detect import finish_detection, streaming_detector
 
     settings = _settings(home)
+    from phagocyte.analysers.artefacts import team_model_problems
+
+    if problems := team_model_problems(settings.home):  # before ingesting, not after
+        raise _fail(ConfigError("team model unusable: " + "; ".join(problems)))
     try:
         detector = streaming_detector(settings)
         report = _ingest_with_progress(paths, settings, format, on_table=detector)
