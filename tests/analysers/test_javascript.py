@@ -83,3 +83,16 @@ def test_real_malicious_js_is_flagged_and_benign_libraries_are_not() -> None:
     false_pos = [p.name for p in ben_sample if analyse_script(p.read_bytes(), str(p)).label == "malicious"]
     assert flagged >= 30, f"{flagged}/40 malicious samples flagged by heuristics alone"
     assert not false_pos, false_pos
+
+def test_a_call_with_several_arguments_is_not_read_as_the_comma_operator() -> None:
+    """`(0, "a")` is the comma operator's "a"; `RegExp("a|b", 'g')` is a call with two arguments: folding
+    it to `RegExp'g'` dropped the pattern (seen on lodash.js)."""
+    from phagocyte.analysers.limits import ScanLimits
+    from phagocyte.analysers.scripts import javascript as js
+    from phagocyte.analysers.scripts.rewrite import Budget
+
+    literals = next(p for p in js.PASSES if p.name == "literals")
+    b = Budget(ScanLimits())
+    assert literals.apply("x = RegExp(\"a|b\", 'g');", b) == "x = RegExp(\"a|b\", 'g');"
+    assert literals.apply('f("(a", "b")', b) == 'f("(a", "b")'
+    assert literals.apply('x = (0, "abc");', b) == 'x = "abc";'

@@ -89,19 +89,28 @@ _COMMA = re.compile(rf"\(\s*(?:[\w.$]+|{STR})\s*,\s*({STR})\s*\)")
 _PAREN = re.compile(rf"\(\s*({STR})\s*\)")
 
 
-def _unparen(m: re.Match[str]) -> str:
-    """`("a")` -> `"a"`, except where the parentheses are a call's (`f ("a")`, `new Function ("a")`)."""
+def _is_call(m: re.Match[str]) -> bool:
+    """The parentheses at `m` are a call's (`f ("a")`, `new Function ("a")`, `g()("a")`), not grouping."""
     before = m.string[max(0, m.start() - 12):m.start()].rstrip()
-    if before and (before[-1].isalnum() or before[-1] in "_$)]") and not before.endswith(("return", "typeof")):
-        return m.group(0)
-    return m.group(1)
+    return bool(before) and (before[-1].isalnum() or before[-1] in "_$)]") and not before.endswith(("return", "typeof"))
+
+
+def _unparen(m: re.Match[str]) -> str:
+    """`("a")` -> `"a"`, except where the parentheses are a call's."""
+    return m.group(0) if _is_call(m) else m.group(1)
+
+
+def _uncomma(m: re.Match[str]) -> str:
+    """`(0, "a")` -> `"a"` (the comma operator's value), except in a call, where the comma separates
+    arguments: `RegExp("a|b", 'g')` stays as it is."""
+    return m.group(0) if _is_call(m) else m.group(1)
 
 
 def _concat(t: str, b: Budget) -> str:
     if "+" in t:
         t = fold_concat(t, _LIT, js_literal, js_quote)
     if "," in t:
-        t = _COMMA.sub(r"\1", t)
+        t = _COMMA.sub(_uncomma, t)
     return _PAREN.sub(_unparen, t)
 
 
