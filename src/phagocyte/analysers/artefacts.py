@@ -85,18 +85,25 @@ class ArtefactReport:
         return out
 
 
+def _team_model_folders(home: Path) -> tuple[Path | None, Path | None]:
+    """(e-mail model folder, script model folder) a team trained into `home/models`; None where absent."""
+    email, scan = home / "models" / "email", home / "models" / "scan"
+    return (email if (email / "model.json").exists() else None, scan if (scan / "model.joblib").exists() else None)
+
+
 def team_model_problems(home: Path) -> list[str]:
     """Why a model trained into `home/models/{email,scan}` cannot be used by this version (an older format,
     an unreadable file), read from the models' metadata only: a run checks this before ingesting."""
+    email, scan = _team_model_folders(home)
     problems = []
-    if (home / "models" / "email" / "model.json").exists():
+    if email is not None:
         from phagocyte.email.model import EmailModel
 
-        problems.append(EmailModel.problem(home / "models" / "email"))
-    if (home / "models" / "scan" / "model.joblib").exists():
+        problems.append(EmailModel.problem(email))
+    if scan is not None:
         from phagocyte.analysers.classifier import ScriptClassifier
 
-        problems.append(ScriptClassifier.problem(home / "models" / "scan"))
+        problems.append(ScriptClassifier.problem(scan))
     return [p for p in problems if p]
 
 
@@ -104,16 +111,17 @@ def team_models(home: Path) -> tuple[Any, Any]:
     """(e-mail model, script model) that a team trained into `home/models/{email,scan}`; None where absent
     (the analysers then judge by their signals and heuristics alone). A model this version cannot use
     raises `ConfigError` saying which and how to retrain it."""
+    email, scan = _team_model_folders(home)
     email_model = script_model = None
     try:
-        if (home / "models" / "email" / "model.json").exists():
+        if email is not None:
             from phagocyte.email.model import EmailModel
 
-            email_model = EmailModel.load(home / "models" / "email")
-        if (home / "models" / "scan" / "model.joblib").exists():
+            email_model = EmailModel.load(email)
+        if scan is not None:
             from phagocyte.analysers.classifier import ScriptClassifier
 
-            script_model = ScriptClassifier.load(home / "models" / "scan")
+            script_model = ScriptClassifier.load(scan)
     except (ValueError, OSError, KeyError, EOFError, PhagocyteError) as exc:
         raise ConfigError(f"team model unusable: {exc}") from exc
     return email_model, script_model

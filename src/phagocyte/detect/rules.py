@@ -219,6 +219,7 @@ COMPILE_JOBS_MIN_FILES = 200
 """Below this many rule files, compiling in one process is quicker than starting others."""
 _SPECIAL = re.compile(rb"^[\"']?(?:correlation|filter)[\"']?\s*:", re.M)
 """A top-level `correlation:` or `filter:` key: the file holds a document that needs the others."""
+_FILTER = re.compile(rb"^[\"']?filter[\"']?\s*:", re.M)
 
 
 def compile_jobs() -> int:
@@ -265,7 +266,7 @@ def _is_special(f: Path) -> bool:
 
 def _has_filter(f: Path) -> bool:
     try:
-        return re.search(rb"^[\"']?filter[\"']?\s*:", f.read_bytes(), re.M) is not None
+        return _FILTER.search(f.read_bytes()) is not None
     except OSError:
         return True
 
