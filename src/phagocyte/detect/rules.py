@@ -284,6 +284,11 @@ def _compile_parallel(files: list[Path], special: list[bool], jobs: int) -> Rule
     plain = [f for f, sp in zip(files, special, strict=True) if not sp]
     size = -(-len(plain) // jobs)
     chunks = [plain[i:i + size] for i in range(0, len(plain), size)]
+    # What the parent holds is frozen out of the cyclic GC across the fork (Python's advice for
+    # fork without exec): a child's collection never frees the parent's objects, whose C++
+    # destructors (a DuckDB connection, say) crashed a forked worker that found them garbage, and
+    # their pages stay shared.
+    gc.freeze()
     try:
         with ProcessPoolExecutor(len(chunks), mp_context=multiprocessing.get_context("fork")) as ex:
             futures = [ex.submit(_compile_part, c) for c in chunks]
@@ -291,6 +296,8 @@ def _compile_parallel(files: list[Path], special: list[bool], jobs: int) -> Rule
             parts = [fut.result() for fut in futures]
     except Exception:  # a worker died (memory, a signal): compile in this process instead
         return None
+    finally:
+        gc.unfreeze()
     if any(part[4] for part in parts):
         return None
     # Back in file order: each file's parse errors and rules where the file stands.
