@@ -157,6 +157,7 @@ def test_a_rule_that_fails_at_run_time_is_set_aside_and_the_others_still_match(t
                  proc_rule("Good", "sel:\n    CommandLine|contains: 'whoami'\ncondition: sel"))
     bad = next(r for r in rs.rules if r.title == "Bad")
     bad.condition = "error('boom') IS NULL"  # raises inside DuckDB for every row
+    bad.plan = None  # made from the condition it had: parsed again from the new one
     engine = Engine(rs)
     found = engine.evaluate(table(EVENTS))
     assert [(m.rule.title, m.event["event.id"]) for m in found] == [("Good", "ev1")]

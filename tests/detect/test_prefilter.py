@@ -6,9 +6,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytest
-
-from phagocyte.detect import engine as engine_mod
 from phagocyte.detect.engine import Engine, _LiteralSet, fold_keywords
 from phagocyte.detect.rules import RuleSet
 from tests.detect.helpers import proc_rule, ruleset, table, win

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phagocyte.detect.engine import Engine
-from phagocyte.detect.pyeval import NotPython, parse_condition
+from phagocyte.detect.pyeval import NotPython, build, parse_condition, plan_condition
 from tests.detect.helpers import proc_rule, ruleset, table, win
 from tests.detect.test_prefilter import EVENTS, RULES
 
@@ -124,3 +124,23 @@ def test_python_evaluation_equals_duckdb_on_generated_values() -> None:
         con.unregister("g")
 
     check()
+
+
+def test_plans_survive_json_and_build_the_same_predicates() -> None:
+    """The plan is what the rule cache keeps: through JSON it must give the same rows."""
+    import orjson
+
+    cols = {"l.a": ["cmd.exe /c whoami", "", None, "x.exe"], "l.b": ["a", None, "b", "x.exe"],
+            "r.c": ["A", "B", None, "x.exe"]}
+    for cond in CONDITIONS:
+        plan, columns = plan_condition(cond)
+        again = orjson.loads(orjson.dumps(plan))
+        assert again == plan and set(columns) == parse_condition(cond)[1]
+        direct, rebuilt = parse_condition(cond)[0](cols), build(again)(cols)
+        assert [direct(i) for i in range(4)] == [rebuilt(i) for i in range(4)], cond
+
+
+def test_compiled_rules_carry_their_plan(tmp_path: Path) -> None:
+    rs = ruleset(tmp_path, *RULES)
+    for r in rs.rules:
+        assert r.plan is not None and r.plan == plan_condition(r.condition)[0]

@@ -17,16 +17,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import ahocorasick
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import ahocorasick
 
 from phagocyte.alerts import make_alert
 from phagocyte.attack import Tactic, attack_from_tags
 from phagocyte.detect.correlation import Match, evaluate_correlations
-from phagocyte.detect.pyeval import Node, NotPython, parse_condition
+from phagocyte.detect.pyeval import Node, NotPython, build, parse_condition
 from phagocyte.detect.rules import RuleSet
 from phagocyte.detect.sigma.backend import CompiledRule, alias, json_paths, prepared_expr
 from phagocyte.detect.sigma.pipeline import Route
@@ -111,7 +111,10 @@ class Engine:
         if key in self._preds:
             return self._preds[key]
         try:
-            node: Node | None = parse_condition(key)[0]
+            if r.plan is None:
+                node: Node | None = parse_condition(key)[0]
+            else:
+                node = None if r.plan == ["sql"] else build(r.plan)
         except NotPython:
             node = None
         with self._lock:

@@ -38,6 +38,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from phagocyte.detect.pyeval import NotPython, plan_condition
 from phagocyte.detect.sigma.backend import CompiledRule, alias
 from phagocyte.detect.sigma.pipeline import Route, route_for
 from phagocyte.ingest.jsonmap import sql_str
@@ -340,4 +341,12 @@ def compile_rule(rule: SigmaRule, route: Route | None = None, variant: str | Non
         name=rule.name,
         generate=True,
         variant=variant,
+        plan=_plan(condition),
     )
+
+
+def _plan(condition: str) -> list[Any]:
+    try:
+        return plan_condition(condition)[0]
+    except NotPython:
+        return ["sql"]
