@@ -124,9 +124,8 @@ def make_alert(
     they are merged with `techniques` and `tactics`. `fields` adds or overrides ECS fields
     (entities of an analyser verdict, for instance); a name outside the schema raises.
     """
-    alert: dict[str, Any] = {}
-    if event:
-        alert.update((k, v) for k, v in event.items() if k not in _EVENT_ONLY and v is not None)
+    alert: dict[str, Any] = (
+        {k: v for k, v in event.items() if v is not None and k not in _EVENT_ONLY} if event else {})
     if fields:
         unknown = set(fields) - FIELD_TYPES.keys()
         if unknown:
@@ -175,13 +174,10 @@ def alerts_to_table(alerts: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 def to_json(alert: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-ready copy: timestamps as ISO 8601 UTC with `Z`, nulls dropped, plus `alert_ref`."""
-    out: dict[str, Any] = {}
-    for k, v in alert.items():
-        if v is None:
-            continue
+    out = {k: v for k, v in alert.items() if v is not None}
+    for k, v in out.items():
         if isinstance(v, datetime):
-            v = (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-        out[k] = v
+            out[k] = (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     ref = AlertRef.of(alert)
     if ref is not None:
         out["alert_ref"] = str(ref)
