@@ -47,6 +47,8 @@ class _Group:
     route: Route
     rules: list[CompiledRule]
     columns: list[tuple[str, str]]
+    prefilter: list[str] = field(default_factory=list)
+    """Prepared columns the rules' literal lists read (`CompiledRule.needs`)."""
 
 
 class Engine:
@@ -64,6 +66,7 @@ class Engine:
             g.rules.append(r)
         for g in groups.values():
             g.columns = sorted({c for r in g.rules for c in r.columns})
+            g.prefilter = sorted({c for r in g.rules for c, _ in r.needs or ()})
         self.groups = list(groups.values())
         self.failed: dict[str, str] = {}
         """Rules that failed at run time (rule id -> reason); they are skipped from then on."""
@@ -189,7 +192,7 @@ class Engine:
         with self._lock:
             self.failed[r.id] = f"{r.title}: {reason.splitlines()[0][:300] if reason else 'failed'}"
 
-    def _prepare(self, con: duckdb.DuckDBPyConnection, g: _Group) -> pa.Table:
+    def _prepare(self, con: duckdb.DuckDBPyConnection, g: _Group) -> _Batch:
         """The route's rows (`__i`) with every prepared column its rules read.
 
         DuckDB selects the rows and pulls every JSON field they need in one parse per row (a list
@@ -224,7 +227,8 @@ class Engine:
                 cols[alias(kind, f)] = pc.utf8_lower(raw) if kind == "l" else raw
         for kind, f in direct:
             cols[alias(kind, f)] = t.column(alias(kind, f))
-        return pa.table(cols)
+        # The prefilter's distinct values too, here: in the prefetching thread, beside the evaluation.
+        return _Batch(pa.table(cols), {c: _distinct(cols[c]) for c in g.prefilter if c in cols})
 
     def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
         """The groups whose route selects at least one event of the batch.
@@ -245,7 +249,7 @@ class Engine:
         return [g for i, g in enumerate(self.groups) if i in live]
 
     def _prepared(self, con: duckdb.DuckDBPyConnection, ev: pa.Table,
-                  groups: list[_Group]) -> Iterator[tuple[_Group, pa.Table]]:
+                  groups: list[_Group]) -> Iterator[tuple[_Group, _Batch]]:
         """Each group with its prepared rows (`_prepare`), made in a second thread (DuckDB, Arrow) up to
         PREFETCH groups ahead: DuckDB extracts the next route's fields (without the GIL) while
         this thread evaluates the rules of the one before in Python, on two cores at once."""
@@ -255,7 +259,7 @@ class Engine:
             return
         cur = con.cursor()  # a connection of its own for the other thread
         cur.register("events", ev)
-        pending: deque[tuple[_Group, Future[pa.Table]]] = deque()
+        pending: deque[tuple[_Group, Future[_Batch]]] = deque()
         todo = iter(groups)
         with ThreadPoolExecutor(1, thread_name_prefix="phago-detect") as pool:
             try:
@@ -282,10 +286,10 @@ class Engine:
         con.register("events", ev)
         hits: dict[int, list[int]] = defaultdict(list)  # id(rule) -> event rows
         kept: dict[tuple[int, int], dict[str, str | None]] = {}
-        for g, gt in self._prepared(con, ev, self._live(con)):
+        for g, batch in self._prepared(con, ev, self._live(con)):
+            gt = batch.table
             if gt.num_rows == 0:
                 continue
-            batch = _Batch(gt)
             rules = [r for r in g.rules if r.id not in self.failed]
             cand = self._candidates(g.route.key, rules, batch)
             every = range(gt.num_rows)
@@ -352,11 +356,12 @@ class _Columns(dict[str, list[Any]]):
 class _Batch:
     """One route's rows of a batch (`__i`: the event's row in the batch, then prepared columns)."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, distinct: dict[str, tuple[list[str], np.ndarray]] | None = None) -> None:
         self.table = table
         self.names = set(table.column_names)
         self.cols = _Columns(table)
         self._pos: dict[int, int] | None = None
+        self._distinct = distinct or {}
 
     def event_rows(self) -> list[int]:
         return self.cols["__i"]
@@ -368,9 +373,14 @@ class _Batch:
 
     def distinct(self, name: str) -> tuple[list[str], np.ndarray]:
         """The column's distinct non-NULL values and, per row, the index of its value (-1: NULL)."""
-        enc = pc.dictionary_encode(self.table.column(name).combine_chunks())
-        codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
-        return enc.dictionary.to_pylist(), codes
+        found = self._distinct.get(name)
+        return found if found is not None else _distinct(self.table.column(name))
+
+
+def _distinct(column: Any) -> tuple[list[str], np.ndarray]:
+    enc = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False)
+    return enc.dictionary.to_pylist(), codes
 
 
 def fold_keywords(text: str) -> str:
