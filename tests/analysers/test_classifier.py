@@ -263,7 +263,8 @@ def test_top_words_name_the_hashed_columns_they_stand_for() -> None:
     n = model[0].steps[0][1].n_features
     one = HashingVectorizer(analyzer=lambda d: [d], n_features=n, alternate_sign=False, norm=None)
     top = _top_tokens(model, x, text, 5)
-    assert top
+    assert top and len(top) <= 5
+    assert all(any(ch.isalnum() for ch in item.rsplit(" (+", 1)[0]) for item in top)  # no bare punctuation
     for item in top:
         tok = item.rsplit(" (+", 1)[0]
         col = int(one.transform([tok]).indices[0])  # the column the vectorizer hashes this token to

@@ -448,11 +448,13 @@ def _top_tokens(model: Any, x: Any, text: str, top: int, tokens: list[str] | Non
 
     The features are hashed, so names are recovered by hashing the text's own tokens as the
     HashingVectorizer does (one token per row) and keeping those that land on the top columns.
+    Tokens without a letter or digit (`(`, `;`, `|`) weigh in the model but explain nothing to a
+    reader: they are passed over for the next ones.
     """
     x = x.tocsr()
     coef = model[-1].coef_[0]
     contrib = x.data * coef[x.indices]
-    order = [i for i in np.argsort(-contrib)[:top] if contrib[i] > 0]
+    order = [i for i in np.argsort(-contrib)[:top * 3] if contrib[i] > 0]
     if not order:
         return []
     feats = model[0]
@@ -473,7 +475,8 @@ def _top_tokens(model: Any, x: Any, text: str, top: int, tokens: list[str] | Non
                 names[col] = tok
         if len(names) == len(wanted):
             break
-    return [f"{names[c]} (+{w:.2f})" for c, w in sorted(wanted.items(), key=lambda kv: -kv[1]) if c in names]
+    return [f"{names[c]} (+{w:.2f})" for c, w in sorted(wanted.items(), key=lambda kv: -kv[1])
+            if c in names and any(ch.isalnum() for ch in names[c])][:top]
 
 
 def _card(meta: dict[str, Any]) -> str:

@@ -69,7 +69,8 @@ def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None
             TextColumn("{task.fields[files]}/" + str(len(files)) + " files"),
             TextColumn("{task.fields[events]:,} events"),
             TextColumn("{task.fields[rate]:,.0f} ev/s"),
-            TextColumn("{task.fields[skipped]:,} skipped"),
+            # Files not read as logs (unrecognised or failed); `phago run` may still analyse them (e-mail).
+            TextColumn("{task.fields[skipped]:,} not ingested"),
             TimeElapsedColumn(),
             TextColumn("[dim]{task.fields[current]}"),
         )
