@@ -242,3 +242,13 @@ def test_lookalike_prefilter_finds_what_a_full_scan_finds() -> None:
 def test_immediately_in_ordinary_prose_is_not_urgency(text: str) -> None:
     # Technical mail and confidentiality notices say "immediately" without asking the reader to act.
     assert "urgency" not in codes(message(text=text))
+
+
+def test_a_cdn_one_edit_from_a_brands_cdn_is_no_lookalike() -> None:
+    """`sstatic.net` (Stack Overflow's CDN) is one edit from Google's `gstatic`: nobody reads either as
+    a brand. A near miss of the brand's own name still is one."""
+    from phagocyte.email.domains import host_facts
+
+    assert host_facts("cdn.sstatic.net").lookalike is None
+    assert host_facts("paypai.com").lookalike == "paypal"
+    assert host_facts("goog1e.com").lookalike == "google"

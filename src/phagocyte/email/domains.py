@@ -186,7 +186,11 @@ _BRAND_DOMAINS = frozenset(d for ds in BRANDS.values() for d in ds)
 _BRAND_LABELS = {d.split(".")[0]: brand for brand, ds in BRANDS.items() for d in ds if len(d.split(".")[0]) >= 4}
 for _b in BRANDS:
     _BRAND_LABELS.setdefault(_b, _b)
-_LONG_BRAND_LABELS = tuple((lbl, b) for lbl, b in _BRAND_LABELS.items() if len(lbl) >= 6)
+_INFRA_LABELS = frozenset({"gstatic", "googleusercontent", "googleapis", "amazonaws", "amazonses", "nflxext",
+                           "nflximg", "fbcdn", "licdn", "paypalobjects", "dropboxmail", "facebookmail"})
+"""Labels of a brand's content-delivery, API and mail-sending domains: nobody reads them as the brand,
+so a near miss of one is no lure (`sstatic`, Stack Overflow's CDN, is one edit from `gstatic`)."""
+_LONG_BRAND_LABELS = tuple((lbl, b) for lbl, b in _BRAND_LABELS.items() if len(lbl) >= 6 and lbl not in _INFRA_LABELS)
 
 
 def _deletions(word: str, k: int = 2) -> set[str]:
