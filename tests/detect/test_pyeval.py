@@ -141,6 +141,33 @@ def test_plans_survive_json_and_build_the_same_predicates() -> None:
 
 
 def test_compiled_rules_carry_their_plan(tmp_path: Path) -> None:
+    import orjson
+
     rs = ruleset(tmp_path, *RULES)
     for r in rs.rules:
-        assert r.plan is not None and r.plan == plan_condition(r.condition)[0]
+        assert r.plan is not None and orjson.loads(r.plan) == plan_condition(r.condition)[0]
+
+
+def test_required_literal_is_in_every_match() -> None:
+    from phagocyte.detect.pyeval import required_literal
+
+    assert required_literal(r"cmd.{0,5}(?:/c|/r).+clip(?:\.exe)?.{0,4}&&.+clipboard]::\(") == "clipboard]::("
+    assert required_literal(r"ipconfig\s+/all") == "ipconfig"
+    # nothing every match must hold, or a syntax to leave to RE2 alone
+    for pattern in ("abc|defg", "(?i)echo.*clip", "ab", r"\x{41}bcd", r"x\pLyz", "(abc)+"):
+        assert required_literal(pattern) is None, pattern
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text("ab.*|()?+{}[]^$\\-01", max_size=10), st.text("ab01-.", max_size=12))
+def test_the_required_literal_shortcut_never_changes_an_answer(pattern: str, value: str) -> None:
+    import re2
+
+    from phagocyte.detect.pyeval import _Search
+
+    try:
+        rx = re2.compile(pattern)
+        search = _Search(pattern)
+    except (re2.error, NotPython):
+        return
+    assert search(value) == (rx.search(value) is not None)

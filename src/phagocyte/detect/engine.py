@@ -20,6 +20,7 @@ from typing import Any
 import ahocorasick
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -117,7 +118,7 @@ class Engine:
             if r.plan is None:
                 node: Node | None = parse_condition(key)[0]
             else:
-                node = None if r.plan == ["sql"] else build(r.plan)
+                node = None if r.plan == '["sql"]' else build(orjson.loads(r.plan))
         except NotPython:
             node = None
         with self._lock:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import re2
 from sigma.conditions import (
     ConditionAND,
@@ -345,8 +346,8 @@ def compile_rule(rule: SigmaRule, route: Route | None = None, variant: str | Non
     )
 
 
-def _plan(condition: str) -> list[Any]:
+def _plan(condition: str) -> str:
     try:
-        return plan_condition(condition)[0]
+        return orjson.dumps(plan_condition(condition)[0]).decode()
     except NotPython:
-        return ["sql"]
+        return '["sql"]'
