@@ -190,10 +190,10 @@ class _Parser:
                 return [value.lower(), col, arg]
             alt = _alternation(arg)
             if alt is None or len(alt[3]) > CONTAINS_MAX:  # a long list of substrings: one RE2 pass
-                search = _SEARCHES.get(arg)
-                if search is None:  # NotPython if RE2 rejects it: the rule runs in DuckDB
-                    search = _SEARCHES[arg] = _Search(arg)
-                return ["search", col, arg, search.required or ""]
+                # RE2 compiles it when the plan is built (`build`: NotPython if RE2 rejects it,
+                # and the rule runs in DuckDB), not here: a compile in a rule-compiling process is
+                # memory for nothing.
+                return ["search", col, arg, required_literal(arg) or ""]
             equal, prefixes, suffixes, inside = alt
             return ["alt", col, sorted(equal), list(prefixes), list(suffixes), list(inside)]
         if kind == "col":
@@ -220,9 +220,7 @@ class _Parser:
                     escape = self.take("str")
                 if len(escape) > 1:
                     raise NotPython("multi-character ESCAPE")
-                rx = _like_regex(pattern, escape)
-                _regex(rx)  # NotPython if RE2 rejects it
-                return ["like", col, rx]
+                return ["like", col, _like_regex(pattern, escape)]
         raise NotPython(f"unsupported SQL at {value!r}")
 
 

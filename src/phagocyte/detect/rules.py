@@ -35,7 +35,7 @@ __all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rule
 
 BUILTIN_RULES = Path(__file__).parent / "rules"
 """Phagocyte's own rule pack (original rules; the SigmaHQ set comes with `--rules` or `phago rules sync`)."""
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 """Bumped whenever compilation changes, so that no cache of an older compiler is reused."""
 MAX_RULE_BYTES = 1024 * 1024
 """A rule file larger than this is refused unread (SigmaHQ's largest is ~60 KB)."""
