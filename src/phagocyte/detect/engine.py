@@ -39,6 +39,8 @@ CHUNK_RULES = 128
 """Rules evaluated by one query over a route's prepared rows."""
 PREFETCH = 2
 """Route groups prepared ahead of the one being evaluated (each a table of its rows' fields)."""
+MATCH_DROPS = frozenset({"event.original", "event.ingested"})
+"""Event columns a match does not carry (alerts never do: `alerts.make_alert`)."""
 ROUTE_COLUMNS = ('"winlog.channel"', '"winlog.event_id"', '"event.dataset"', '"event.module"')
 """The columns route predicates read (`pipeline.route_for`)."""
 
@@ -334,7 +336,10 @@ class Engine:
         taken = table.take(pa.array(needed, pa.int64()))
         # A batch row has every schema column, most of them null for any one source: the columns
         # null on every matched row are left out of the event dicts (a null field may be absent).
-        taken = taken.select([i for i, c in enumerate(taken.columns) if c.null_count < taken.num_rows])
+        # So is the source record (`event.original`, ~1 KB per EVTX record): an alert never carries
+        # it (`alerts.make_alert`), and as Python strings it was ~40 % of the matched events' memory.
+        taken = taken.select([i for i, (name, c) in enumerate(zip(taken.column_names, taken.columns, strict=True))
+                              if c.null_count < taken.num_rows and name not in MATCH_DROPS])
         events = dict(zip(needed, taken.to_pylist(), strict=True))
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
@@ -342,14 +347,24 @@ class Engine:
 
 
 class _Columns(dict[str, list[Any]]):
-    """A route's prepared columns as Python lists, converted from Arrow when first read."""
+    """A route's prepared columns as Python lists, converted from Arrow when first read.
 
-    def __init__(self, table: pa.Table) -> None:
+    A column the prefilter already has as distinct values is made from them: the rows share the
+    same string objects (the record text of a keyword rule over every Windows event is ~8 MB once
+    more otherwise)."""
+
+    def __init__(self, table: pa.Table, distinct: dict[str, tuple[list[str], np.ndarray]]) -> None:
         super().__init__()
         self.table = table
+        self.distinct = distinct
 
     def __missing__(self, name: str) -> list[Any]:
-        values = self.table.column(name).to_pylist()
+        found = self.distinct.get(name)
+        if found is None:
+            values = self.table.column(name).to_pylist()
+        else:
+            uniq, codes = found
+            values = [uniq[c] if c >= 0 else None for c in codes.tolist()]
         self[name] = values
         return values
 
@@ -360,9 +375,9 @@ class _Batch:
     def __init__(self, table: pa.Table, distinct: dict[str, tuple[list[str], np.ndarray]] | None = None) -> None:
         self.table = table
         self.names = set(table.column_names)
-        self.cols = _Columns(table)
-        self._pos: dict[int, int] | None = None
         self._distinct = distinct or {}
+        self.cols = _Columns(table, self._distinct)
+        self._pos: dict[int, int] | None = None
 
     def event_rows(self) -> list[int]:
         return self.cols["__i"]
