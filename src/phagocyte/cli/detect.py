@@ -110,6 +110,10 @@ def finish_detection(settings: Settings, detector: Detector, out_file: Path | No
     return alerts
 
 
+SUMMARY_ROWS = 30
+"""Rules listed in the summary table (highest level, then most hits, first): one screen."""
+
+
 def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
     hits = Counter((a["rule.id"], a.get("rule.name", ""), a.get("rule.level") or "") for a in alerts)
     techniques: dict[str, str] = {}
@@ -123,10 +127,11 @@ def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
     t.add_column("ATT&CK")
     colour = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
     rows = sorted(hits.items(), key=lambda kv: (-level_rank(kv[0][2]), -kv[1], kv[0][1]))
-    for (rid, name, level), n in rows[:60]:
+    for (rid, name, level), n in rows[:SUMMARY_ROWS]:
         t.add_row(f"[{colour.get(level, 'dim')}]{level or '-'}[/]", name, f"{n:,}", techniques.get(rid, ""))
-    if len(rows) > 60:
-        t.add_row("", f"... and {len(rows) - 60} more rules", "", "")
+    if len(rows) > SUMMARY_ROWS:
+        t.add_row("", f"... and {len(rows) - SUMMARY_ROWS} more rules (every alert: --out FILE, or `phago query`)",
+                  "", "")
     out.print(t)
 
 
