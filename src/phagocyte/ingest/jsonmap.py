@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -156,7 +157,7 @@ class JsonMapping:
             lines = pa.array(lines, pa.int64())
         if not isinstance(offsets, pa.Array):
             offsets = pa.array(offsets, pa.int64())
-        seq = pa.array(range(len(raws)), pa.int64())
+        seq = pa.array(np.arange(len(raws), dtype=np.int64))
         con.register("__batch", pa.table({"raw": raws, "line": lines, "off": offsets, "seq": seq}))
         try:
             out = con.sql(self._sql).to_arrow_table()
