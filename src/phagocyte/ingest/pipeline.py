@@ -293,7 +293,7 @@ class _Batch:
         raws = pa.concat_arrays(pool.raws) if len(pool.raws) > 1 else pool.raws[0]
         lines = pa.concat_arrays(pool.lines) if len(pool.lines) > 1 else pool.lines[0]
         offsets = pa.concat_arrays(pool.offsets) if len(pool.offsets) > 1 else pool.offsets[0]
-        table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets)
+        table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets, relations=self.p.relations())
         owners, ords = pool.owners_and_ordinals()
         if bad:
             with self._lock:
@@ -370,6 +370,7 @@ class MappingBroken(StoreError):
 def _apply_guarded(
     mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: pa.StringArray, lines: pa.Int64Array,
     offsets: pa.Int64Array, base: int = 0, failures: list[int] | None = None,
+    relations: dict[int, duckdb.DuckDBPyRelation] | None = None,
 ) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Map a pool; if DuckDB rejects it (a value no mapping foresaw), map each half again, down
     to the single records that fail, which are quarantined with DuckDB's message.
@@ -377,7 +378,7 @@ def _apply_guarded(
     A mapping that fails on an empty object, or on more than MAX_MAPPING_FAILURES records of a
     pool, is broken: bisecting would only turn one error into thousands of queries."""
     try:
-        table, bad = mapping.apply(con, raws, lines, offsets)
+        table, bad = mapping.apply(con, raws, lines, offsets, relations)
         return table, [(base + i, r) for i, r in bad]
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0][:300]
@@ -394,9 +395,9 @@ def _apply_guarded(
             return pa.table({}), [(base, f"mapping failed: {message}")]
     mid = len(raws) // 2
     t1, b1 = _apply_guarded(mapping, con, raws.slice(0, mid), lines.slice(0, mid), offsets.slice(0, mid), base,
-                            failures)
+                            failures, relations)
     t2, b2 = _apply_guarded(mapping, con, raws.slice(mid), lines.slice(mid), offsets.slice(mid), base + mid,
-                            failures)
+                            failures, relations)
     tables = [t for t in (t1, t2) if t.num_columns]
     table = pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else pa.table({}))
     return table, b1 + b2
@@ -455,7 +456,14 @@ class _Pipeline:
         if cur is None:
             cur = self._local.cur = self.con.cursor()
             cur.execute("SET TimeZone='UTC'")
+            self._local.relations = {}
         return cur
+
+    def relations(self) -> dict[int, duckdb.DuckDBPyRelation]:
+        """This worker thread's mapping queries, bound once on its cursor (``JsonMapping.apply``)."""
+        self.cursor()
+        rels: dict[int, duckdb.DuckDBPyRelation] = self._local.relations
+        return rels
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue work for the workers; at most IN_FLIGHT jobs wait (bounds memory)."""
