@@ -4,11 +4,14 @@ Each measurement runs in a fresh child process, so wall time and peak memory (``
 that child alone) are its own. Inputs come from ``../shared/data`` (unpacked into the evaluation
 cache) and are never copied into the repository; larger inputs are generated in a temp folder.
 
-    python bench/ingest_bench.py [--quick] [--only NAME...] [--baseline ../main/src] [--out bench/results/ingest.json]
+    python bench/ingest_bench.py [--quick] [--only NAME...] [--baseline ../main/src [--pairs N]]
+                                 [--out bench/results/ingest.json]
 
 Every row has wall time, CPU time (user+sys) and peak RSS; on a shared machine compare CPU
 times, and use ``--baseline`` (another checkout's ``src``, run on the same inputs just before)
-for a before/after ratio.
+for a before/after ratio; ``--pairs N`` runs the two alternately N times on the same generated
+input (the order swapped every pair) and reports the median CPU ratio, which one run on a busy
+machine cannot give (0.75-1.13 for the same two checkouts at load 4).
 
 Workloads:
   evtx-all      every .evtx of evtx_attack_samples + deepbluecli_evtx + evtx_parser_samples
@@ -32,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +88,15 @@ def _child_rss(code: str, args: list[str], src: str | None = None) -> tuple[floa
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"child failed: {err[-2000:]}")
     return wall, usage.ru_maxrss * 1024, out.strip(), usage.ru_utime + usage.ru_stime
+
+
+def _measure(home: Path, files: list[str], src: str | None) -> dict:
+    """One ingest of `files` into a fresh `home` in a child process (`src`: another checkout's)."""
+    wall, rss, out, cpu = _child_rss(_PHAGO, [str(home), *files], src)
+    shutil.rmtree(home, ignore_errors=True)
+    rep = json.loads(out)
+    return {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), **rep, "peak_rss_mb": rss // 2**20,
+            "rate": round(rep["events"] / wall)}
 
 
 def _evtx_all() -> list[str]:
@@ -147,6 +160,9 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="SRC",
                     help="also run the ingest of another checkout's src folder (e.g. ../main/src) on the "
                          "same inputs, right before this one: a before/after ratio on a shared, noisy machine")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="with --baseline: run the baseline and this checkout alternately this many times "
+                         "(order swapped every pair); report the median CPU ratio")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="phago-bench-"))
     results = []
@@ -172,23 +188,21 @@ def main() -> None:
                 wall, rss, out, cpu = _child_rss(_BARE_EVTX, files)
                 row["bare_evtx"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "records": int(out),
                                     "peak_rss_mb": rss // 2**20, "rate": round(int(out) / wall)}
-            home = tmp / f"home-{name}"
-            if args.baseline:
-                wall, rss, out, cpu = _child_rss(_PHAGO, [str(tmp / f"base-{name}"), *files], args.baseline)
-                rep = json.loads(out)
-                row["baseline"] = {"src": args.baseline, "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
-                                   **rep, "peak_rss_mb": rss // 2**20, "rate": round(rep["events"] / wall)}
-                shutil.rmtree(tmp / f"base-{name}", ignore_errors=True)
-            wall, rss, out, cpu = _child_rss(_PHAGO, [str(home), *files])
-            rep = json.loads(out)
-            row["phagocyte"] = {"seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), **rep,
-                                "peak_rss_mb": rss // 2**20,
-                                "rate": round(rep["events"] / wall)}
-            if "baseline" in row:
-                row["cpu_vs_baseline"] = round(row["phagocyte"]["cpu_seconds"] / row["baseline"]["cpu_seconds"], 3)
+            pairs = []
+            for i in range(max(1, args.pairs) if args.baseline else 1):
+                sides = ["baseline", "phagocyte"] if args.baseline else ["phagocyte"]
+                got = {side: _measure(tmp / f"home-{name}-{side}", files, args.baseline if side == "baseline" else None)
+                       for side in (sides if i % 2 == 0 else sides[::-1])}
+                if args.baseline:
+                    got["baseline"] = {"src": args.baseline, **got["baseline"]}
+                    got["cpu_vs_baseline"] = round(got["phagocyte"]["cpu_seconds"] / got["baseline"]["cpu_seconds"], 3)
+                pairs.append(got)
+            row.update(pairs[0])
+            if len(pairs) > 1:
+                row["pairs"] = pairs
+                row["cpu_vs_baseline_median"] = statistics.median(p["cpu_vs_baseline"] for p in pairs)
             if "bare_evtx" in row:
                 row["ratio_vs_bare"] = round(row["phagocyte"]["rate"] / row["bare_evtx"]["rate"], 3)
-            shutil.rmtree(home, ignore_errors=True)
             results.append(row)
             print(json.dumps(row), flush=True)
     finally:
@@ -207,6 +221,15 @@ def main() -> None:
         print(f"| {r['workload']} | {r['files']} | {p['events']:,} | {p['seconds']} ({p['cpu_seconds']}) | "
               f"{p['rate']:,} | {p['peak_rss_mb']} | {bare} | {r.get('ratio_vs_bare', '-')} | {was} | "
               f"{r.get('cpu_vs_baseline', '-')} |")
+    for r in results:
+        if "pairs" in r:
+            pairs = r["pairs"]
+            print(f"{r['workload']}: {len(pairs)} alternated pairs, CPU ratio median {r['cpu_vs_baseline_median']} "
+                  f"({', '.join(str(p['cpu_vs_baseline']) for p in pairs)}); CPU s this checkout "
+                  f"{statistics.median(p['phagocyte']['cpu_seconds'] for p in pairs):.2f} vs baseline "
+                  f"{statistics.median(p['baseline']['cpu_seconds'] for p in pairs):.2f} (medians); best wall "
+                  f"{min(p['phagocyte']['seconds'] for p in pairs)} vs "
+                  f"{min(p['baseline']['seconds'] for p in pairs)} s")
 
 if __name__ == "__main__":
     main()

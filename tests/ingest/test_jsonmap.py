@@ -60,3 +60,26 @@ def test_a_trusted_mapping_lets_the_guard_quarantine_what_the_parser_should_not_
     table, bad = _apply_guarded(m, con, raws, nulls, nulls)
     assert table.column("message").to_pylist() == ["x", "z"]
     assert [i for i, _ in bad] == [1] and bad[0][1].startswith("mapping failed")
+
+
+def test_a_cached_relation_maps_each_new_batch_not_the_first(con: duckdb.DuckDBPyConnection) -> None:
+    """The cached relation is bound again to whatever batch is registered when it runs: batches of
+    the same size but different content each come back as themselves, in order."""
+    m = JsonMapping({"a": "VARCHAR"}, {"message": "j.a", "event.dataset": "'test.map'"})
+    rels: dict[int, duckdb.DuckDBPyRelation] = {}
+    for batch in (["p", "q", "r"], ["s", "t", "u"], ["v"], ["w", "x", "y"]):
+        texts = [f'{{"a": "{v}"}}' for v in batch]
+        table, bad = m.apply(con, texts, list(range(1, len(batch) + 1)), [None] * len(batch), rels)
+        assert table.column("message").to_pylist() == batch and not bad
+    assert list(rels) == [id(m)]
+
+
+def test_a_cached_relation_survives_a_failing_batch(con: duckdb.DuckDBPyConnection) -> None:
+    m = JsonMapping({"a": "VARCHAR"}, {"message": "CAST(CAST(j.a AS INTEGER) AS VARCHAR)",
+                                       "event.dataset": "'test.map'"})
+    rels: dict[int, duckdb.DuckDBPyRelation] = {}
+    assert m.apply(con, ['{"a": "1"}'], [1], [None], rels)[0].column("message").to_pylist() == ["1"]
+    with pytest.raises(duckdb.Error):
+        m.apply(con, ['{"a": "oops"}'], [1], [None], rels)
+    assert m.apply(con, ['{"a": "2"}', '{"a": "3"}'], [1, 2], [None, None], rels)[0].column(
+        "message").to_pylist() == ["2", "3"]

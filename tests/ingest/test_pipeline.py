@@ -209,3 +209,77 @@ def test_progress_counts_files_and_bytes_on_disk(tmp_path: Path, settings) -> No
     assert report.events == 9
     assert seen[-1] == (3, sum(f.stat().st_size for f in (a, b, c)), 9)
     assert [s[0] for s in seen] == sorted(s[0] for s in seen)  # never goes back
+
+
+def test_pool_owners_and_ordinals_follow_the_blocks_of_many_sources() -> None:
+    from phagocyte.ingest.pipeline import _Pool
+
+    pool = _Pool(runs=[(0, 0, 3), (2, 0, 2), (0, 3, 1), (1, 7, 2)], count=8)
+    owners, ordinals = pool.owners_and_ordinals()
+    assert owners.tolist() == [0, 0, 0, 2, 2, 0, 1, 1]
+    assert ordinals.tolist() == [0, 1, 2, 0, 1, 3, 7, 8]
+
+
+def test_event_ids_of_pooled_sources_without_lines_count_per_source(tmp_path: Path, settings) -> None:
+    """Records without a line number get ``<source>#<ordinal>`` ids: the ordinal counts within its
+    own source, even when the records of several sources are mapped in one pool."""
+    mapping = JsonMapping({"x": "VARCHAR"}, {"message": "j.x", "event.dataset": "'test.nolines'"})
+
+    class _NoLines(Reader):
+        name = "test_nolines"
+        description = "test"
+
+        def sniff(self, head: bytes, path: str) -> int:
+            return 0
+
+        def read(self, ctx: ReadContext) -> Iterator[JsonRecords]:
+            for raws, _lines, _offs in iter_json_blocks(ctx):
+                for i in range(0, len(raws), 2):  # several blocks per source
+                    chunk = list(raws[i:i + 2])
+                    yield JsonRecords(mapping, [str(r) for r in chunk], [None] * len(chunk), [None] * len(chunk))
+
+    REGISTRY[_NoLines.name] = _NoLines
+    try:
+        (tmp_path / "in").mkdir()
+        for name, n in (("a.json", 5), ("b.json", 3)):
+            (tmp_path / "in" / name).write_text("".join(f'{{"x": "{name}-{i}"}}\n' for i in range(n)))
+        report, store = run_ingest([tmp_path / "in"], settings, format="test_nolines")
+    finally:
+        REGISTRY.pop(_NoLines.name, None)
+    assert report.events == 8
+    got = rows(store, 'select message, "event.id" id from events order by message')
+    assert [r["message"] for r in got] == [f"a.json-{i}" for i in range(5)] + [f"b.json-{i}" for i in range(3)]
+    ids = [str(r["id"]) for r in got]
+    assert [i.split("#")[1] for i in ids] == ["0", "1", "2", "3", "4", "0", "1", "2"]
+    assert len({i.split("#")[0] for i in ids}) == 2
+
+
+def test_a_big_source_keeps_freed_memory_in_the_heap_then_hands_it_back(tmp_path: Path, settings,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from phagocyte.ingest import pipeline
+
+    calls: list[str] = []
+    monkeypatch.setattr(pipeline, "_keep_heap", lambda: calls.append("keep") or True)
+    monkeypatch.setattr(pipeline, "_trim_heap", lambda: calls.append("trim"))
+    small = tmp_path / "small.json"
+    small.write_text(_eve(1))
+    run_ingest([small], settings)
+    assert calls == []  # a small input leaves the allocator alone (issue 3's memory)
+    monkeypatch.setattr(pipeline, "KEEP_HEAP_BYTES", 1000)
+    big = tmp_path / "big.json"
+    big.write_text("".join(_eve(i) for i in range(20)))
+    other = tmp_path / "other.json"
+    other.write_text("".join(_eve(i) for i in range(20, 40)))
+    report, _ = run_ingest([big, other], settings)
+    assert report.events == 40
+    assert calls == ["keep", "trim"]  # set once for the run, handed back once after it
+
+
+def test_the_heap_thresholds_are_set_where_glibc_allows_it() -> None:
+    from phagocyte.ingest import pipeline
+
+    libc = pipeline._libc()
+    if libc is None:
+        pytest.skip("not glibc")
+    assert pipeline._keep_heap() is True
+    pipeline._trim_heap()
