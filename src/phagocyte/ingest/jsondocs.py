@@ -90,7 +90,12 @@ def read_document(ctx: ReadContext) -> tuple[str, int] | None:
 
 
 def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
-    """Split a top-level array into element texts without building Python objects for them."""
+    """Split a top-level array into element texts without building Python objects for them.
+
+    A record that shares its starting line with another (an array written on one line) gets no
+    line number (its byte offset still says where it is): the line is the key of a JSON record's
+    `event.id`, which must be its own. A block is not cut between two records of one line unless
+    it has grown to twice `batch_rows` (then the line's records are all marked already)."""
     doc = read_document(ctx)
     if doc is None:
         return
@@ -105,6 +110,7 @@ def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
     n = len(text)
     ascii_only = text.isascii()
     byte_pos, byte_at = 0, 0  # byte offset of character position byte_at (non-ASCII texts)
+    prev_line = 0  # the line the previous record started on
     while True:
         while pos < n and text[pos] in _WS:
             pos += 1
@@ -123,15 +129,19 @@ def _array_blocks(ctx: ReadContext) -> Iterator[JsonBlock]:
             ctx.bad(f"not JSON: {why} (rest of the array not read)", line=line, offset=pos,
                     raw=text[pos:pos + EXCERPT_BYTES])
             break
+        shared = line == prev_line
+        if len(raws) >= rows and (not shared or len(raws) >= 2 * rows):
+            yield raws, lines, offsets
+            raws, lines, offsets = [], [], []
+        if shared and lines:
+            lines[-1] = None
         raws.append(text[pos:end])
-        lines.append(line)
+        lines.append(None if shared else line)
+        prev_line = line
         if not ascii_only:
             byte_pos += len(text[byte_at:pos].encode("utf-8"))
             byte_at = pos
         offsets.append(pos if ascii_only else byte_pos)
-        if len(raws) >= rows:
-            yield raws, lines, offsets
-            raws, lines, offsets = [], [], []
         pos = end
         while pos < n and text[pos] in _WS:
             pos += 1

@@ -227,3 +227,48 @@ def test_fuzz_bytes(data: bytes) -> None:
         return
     if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not data.lstrip().startswith(b"["):
         assert report.events + report.quarantined == _nonempty_lines(data)
+
+
+def test_records_of_a_one_line_array_keep_their_own_event_id(tmp_path: Path, settings) -> None:
+    """An array written on one line: every record starts on line 1, so the line cannot tell them
+    apart; they get no line number (their byte offset stays) and distinct ids, run after run."""
+    f = tmp_path / "one-line.json"
+    recs = [{"message": f"m{i}", "host": {"name": "h"}} for i in range(5)]
+    f.write_text(json.dumps(recs) + "\n")
+    report, store = run_ingest([f], settings)
+    got = rows(store, 'select "event.id" id, "log.file.line" line, "log.offset" off, message from events '
+                      "order by message")
+    assert report.events == 5 and [r["message"] for r in got] == [f"m{i}" for i in range(5)]
+    assert len({r["id"] for r in got}) == 5 and all(r["line"] is None for r in got)
+    assert len({r["off"] for r in got}) == 5
+    # a pretty-printed array keeps one line per record
+    g = tmp_path / "pretty.json"
+    g.write_text(json.dumps(recs, indent=1) + "\n")
+    report, store = run_ingest([g], settings)
+    lines = [r["line"] for r in rows(store, f"select \"log.file.line\" line from events where \"log.file.path\" = '{g}'")]
+    assert len(lines) == 5 and None not in lines and len(set(lines)) == 5
+
+
+def test_a_block_is_not_cut_between_records_of_one_line() -> None:
+    from phagocyte.config import Limits
+    from phagocyte.ingest.jsondocs import _array_blocks
+
+    class Ctx:
+        limits = Limits(batch_rows=2)
+
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        def bad(self, *a: object, **k: object) -> None:
+            raise AssertionError(a)
+
+    import phagocyte.ingest.jsondocs as jd
+
+    text = '[{"a":1},\n{"a":2}, {"a":3},\n{"a":4},\n{"a":5}]\n'
+    orig = jd.read_document
+    jd.read_document = lambda ctx: (ctx.text,)  # type: ignore[assignment]
+    try:
+        blocks = list(_array_blocks(Ctx(text)))  # type: ignore[arg-type]
+    finally:
+        jd.read_document = orig
+    assert [b[1] for b in blocks] == [[1, None, None], [3, 4]]  # records 2 and 3 share line 2
