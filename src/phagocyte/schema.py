@@ -150,13 +150,20 @@ def conform(batch: pa.Table | pa.RecordBatch) -> pa.Table:
     if unknown:
         raise ValueError(f"columns not in the event schema: {sorted(unknown)}")
     n = table.num_rows
+    nulls: dict[pa.DataType, pa.Array] = {}  # one all-null array per type, shared by its columns (immutable)
+
+    def null(t: pa.DataType) -> pa.Array:
+        if t not in nulls:
+            nulls[t] = pa.nulls(n, t)
+        return nulls[t]
+
     arrays = []
     for field in EVENT_SCHEMA:
         if field.name in table.column_names:
             col = table.column(field.name)
             if col.type != field.type:
-                col = col.cast(field.type, safe=False) if not pa.types.is_null(col.type) else pa.nulls(n, field.type)
+                col = col.cast(field.type, safe=False) if not pa.types.is_null(col.type) else null(field.type)
             arrays.append(col)
         else:
-            arrays.append(pa.nulls(n, field.type))
+            arrays.append(null(field.type))
     return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)

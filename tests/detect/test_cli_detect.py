@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -169,3 +170,40 @@ def test_rules_sync_refuses_paths_outside_the_target(tmp_path: Path) -> None:
     else:
         raise AssertionError("zip slip accepted")
     assert not (tmp_path.parent / "escape.yml").exists() and not (tmp_path / "target").exists()
+
+
+
+_BLOCKS = """
+import ctypes, sys
+import phagocyte.cli.app
+from phagocyte.cli.detect import _hand_back_big_blocks
+set_ = sys.argv[1] == "1" and _hand_back_big_blocks()
+libc = ctypes.CDLL(None)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(4 << 20))  # a mapped block freed: glibc's own rule raises its threshold to 4 MiB
+before = libc.mallinfo2().hblks
+p = libc.malloc(1 << 20)
+print(int(set_), libc.mallinfo2().hblks - before)
+"""
+
+
+def test_hunt_keeps_big_freed_blocks_out_of_the_heap() -> None:
+    """With `phago hunt`'s glibc setting, a 1 MiB block is mapped on its own (and handed back when
+    freed) even after a 4 MiB block was freed; without it glibc raises its threshold and serves the
+    block from the heap, which keeps it. Fresh processes: the test process's own heap may hold a
+    free block that size."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _BLOCKS, flag], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.split()
+            for flag in ("1", "0")]
+    if runs[0][0] == "0":
+        pytest.skip("not glibc")
+    assert runs == [["1", "1"], ["0", "0"]]

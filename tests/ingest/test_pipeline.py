@@ -283,3 +283,52 @@ def test_the_heap_thresholds_are_set_where_glibc_allows_it() -> None:
         pytest.skip("not glibc")
     assert pipeline._keep_heap() is True
     pipeline._trim_heap()
+
+
+_TEXTS = JsonMapping({"x": "VARCHAR"}, {"message": "left(j.x, 4)", "event.dataset": "'test.texts'"},
+                     keep_original=False)  # as EVTX: the texts are not stored
+
+
+class _Texts(Reader):
+    """Like the EVTX reader: each file's records handed over as Python strings (1,000 x 2.5 KB)."""
+
+    name = "test_texts"
+    description = "test"
+
+    def sniff(self, head: bytes, path: str) -> int:
+        return 0
+
+    def read(self, ctx: ReadContext) -> Iterator[JsonRecords]:
+        tag = Path(ctx.source.path).name
+        raws = [f'{{"x": "{tag}-{i:04d}{"y" * 2500}"}}' for i in range(1000)]
+        yield JsonRecords(_TEXTS, raws, [None] * len(raws), [None] * len(raws))
+
+
+def test_the_json_texts_of_a_pool_are_dropped_before_its_rows_reach_detection(tmp_path: Path, settings) -> None:
+    """`phago hunt` runs detection on each mapped pool (`on_table`): the pool's texts (here 10 MB,
+    copied once more into one array to be mapped) must not be held to detection's peak."""
+    import pyarrow as pa
+
+    from phagocyte.detect.transient import TransientStore
+    from phagocyte.ingest.pipeline import ingest
+
+    REGISTRY[_Texts.name] = _Texts
+    try:
+        for i in range(4):
+            (tmp_path / f"f{i}.txt").write_text(f"records made up by the reader ({i})\n")
+        held: list[int] = []
+        seen: list[str] = []
+
+        def on_table(table: pa.Table) -> None:
+            held.append(pa.total_allocated_bytes())
+            seen.extend(table.column("message").to_pylist())
+
+        before = pa.total_allocated_bytes()  # what earlier tests left alive
+        report = ingest([str(tmp_path / f"f{i}.txt") for i in range(4)], TransientStore(), settings,
+                        format="test_texts", on_table=on_table)
+    finally:
+        REGISTRY.pop(_Texts.name, None)
+    assert report.events == 4000 and len(held) == 1  # one pool: the four sources mapped together
+    assert sorted(set(seen)) == ["f0.t", "f1.t", "f2.t", "f3.t"] and len(seen) == 4000
+    extra = held[0] - before
+    assert extra < 4 * 1024 * 1024, f"{extra / 2**20:.1f} MB more Arrow memory held at detection"

@@ -293,6 +293,10 @@ class _Batch:
         raws = pa.concat_arrays(pool.raws) if len(pool.raws) > 1 else pool.raws[0]
         lines = pa.concat_arrays(pool.lines) if len(pool.lines) > 1 else pool.lines[0]
         offsets = pa.concat_arrays(pool.offsets) if len(pool.offsets) > 1 else pool.offsets[0]
+        # The per-source pieces were copied into one array: not kept twice while DuckDB maps.
+        pool.raws.clear()
+        pool.lines.clear()
+        pool.offsets.clear()
         table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets, relations=self.p.relations())
         owners, ords = pool.owners_and_ordinals()
         if bad:
@@ -302,6 +306,9 @@ class _Batch:
             keep = np.ones(len(raws), dtype=bool)
             keep[[i for i, _ in bad]] = False
             owners, ords = owners[keep], ords[keep]
+        # The JSON texts are mapped: dropped before the rows are stored and run through detection
+        # (`on_table`), which would otherwise hold them (~1 KB per EVTX record) to its peak.
+        del raws, lines, offsets
         self._store(table, owners, ords)
 
     def _store(self, table: pa.Table, owners: np.ndarray, ords: np.ndarray) -> None:
