@@ -245,7 +245,8 @@ def test_records_of_a_one_line_array_keep_their_own_event_id(tmp_path: Path, set
     g = tmp_path / "pretty.json"
     g.write_text(json.dumps(recs, indent=1) + "\n")
     report, store = run_ingest([g], settings)
-    lines = [r["line"] for r in rows(store, f"select \"log.file.line\" line from events where \"log.file.path\" = '{g}'")]
+    sql = f"select \"log.file.line\" line from events where \"log.file.path\" = '{g}'"
+    lines = [r["line"] for r in rows(store, sql)]
     assert len(lines) == 5 and None not in lines and len(set(lines)) == 5
 
 
