@@ -207,3 +207,22 @@ def test_hunt_keeps_big_freed_blocks_out_of_the_heap() -> None:
     if runs[0][0] == "0":
         pytest.skip("not glibc")
     assert runs == [["1", "1"], ["0", "0"]]
+
+
+def test_hunt_as_a_process_ends_without_teardown_and_loses_nothing(tmp_path: Path) -> None:
+    """The console entry point ends a finished hunt with `os._exit` (no interpreter teardown): the
+    exit status, the summary on stdout and every alert line must still be there, through a pipe."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PHAGO_CACHE_DIR": str(tmp_path / "cache")}
+    code = "from phagocyte.cli.app import main; main()"
+    out = tmp_path / "a.jsonl"
+    fast = subprocess.run([sys.executable, "-c", code, "hunt", str(DEMO), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert fast.returncode == 4, fast.stderr
+    assert "Sigma:" in fast.stdout and fast.stdout.rstrip().endswith("┘")  # the whole table, flushed
+    fast_lines = out.read_text().splitlines()
+    res = runner.invoke(app, ["hunt", str(DEMO), "--out", str(tmp_path / "b.jsonl")])
+    assert res.exit_code == 4
+    assert sorted(fast_lines) == sorted((tmp_path / "b.jsonl").read_text().splitlines()) and len(fast_lines) >= 10

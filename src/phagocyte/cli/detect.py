@@ -22,7 +22,16 @@ import typer
 from rich.table import Table
 
 from phagocyte.alerts import level_rank, to_json
-from phagocyte.cli.app import HomeOpt, _fail, _ingest_with_progress, _print_report, _settings, console, out
+from phagocyte.cli.app import (
+    HomeOpt,
+    _fail,
+    _ingest_with_progress,
+    _print_report,
+    _settings,
+    console,
+    exit_without_teardown,
+    out,
+)
 from phagocyte.config import Settings
 from phagocyte.detect.engine import Detector, Engine
 from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
@@ -221,6 +230,7 @@ def hunt(
         alerts = finish_detection(settings, detector, out_file, store_alerts=home is not None)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
+    exit_without_teardown()  # everything is written and closed
     raise typer.Exit(4 if alerts else 0)
 
 
