@@ -619,7 +619,9 @@ class _Pipeline:
 
 
 def _abs(path: str) -> str:
-    return str(Path(path).resolve())
+    """The file's real path (symbolic links resolved): the key of a file's earlier sources. Not
+    cached: a link may point elsewhere by the next run of a long-lived process."""
+    return os.path.realpath(path)
 
 
 def _failure_key(path: str) -> str:
