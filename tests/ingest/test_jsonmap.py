@@ -83,3 +83,48 @@ def test_a_cached_relation_survives_a_failing_batch(con: duckdb.DuckDBPyConnecti
         m.apply(con, ['{"a": "oops"}'], [1], [None], rels)
     assert m.apply(con, ['{"a": "2"}', '{"a": "3"}'], [1, 2], [None, None], rels)[0].column(
         "message").to_pylist() == ["2", "3"]
+
+
+def test_a_batch_in_several_arrow_chunks_on_several_threads_maps_the_same_in_order(
+        con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool is handed to DuckDB as several record batches (so that every core can map it when it
+    is the only one in flight): the rows and the bad records are the same, in input order."""
+    import phagocyte.ingest.jsonmap as jm
+
+    m = JsonMapping({"a": "VARCHAR"}, {"message": "j.a", "event.dataset": "'test.map'"})
+    texts = [f'{{"a": "v{i}"}}' if i % 7 else "not json" for i in range(1000)]
+    lines = list(range(1, 1001))
+    one, bad_one = m.apply(con, texts, lines, [None] * 1000)
+    monkeypatch.setattr(jm, "MAP_CHUNK", 16)
+    con.execute("SET threads=4")
+    many, bad_many = m.apply(con, texts, lines, [None] * 1000)
+    assert many.column("message").to_pylist() == one.column("message").to_pylist()
+    assert many.column("log.file.line").to_pylist() == one.column("log.file.line").to_pylist()
+    assert bad_many == bad_one and len(bad_one) == 143
+
+
+def test_the_last_pool_alone_maps_on_every_core_and_the_workers_share_again_after(tmp_path, monkeypatch) -> None:
+    import os
+
+    from phagocyte.config import load_settings
+    from phagocyte.ingest import pipeline as pl
+    from phagocyte.ingest.pipeline import ingest
+    from phagocyte.store.parquet import ParquetStore
+
+    seen: list[tuple[bool, int]] = []
+    real = pl._Batch._map
+
+    def spy(self, mapping, pool, all_cores=False):  # type: ignore[no-untyped-def]
+        real(self, mapping, pool, all_cores)
+        threads = self.p.cursor().execute("SELECT current_setting('threads')").fetchone()[0]
+        seen.append((all_cores, int(threads)))
+
+    monkeypatch.setattr(pl._Batch, "_map", spy)
+    f = tmp_path / "a.json"
+    f.write_text("".join(f'{{"message": "m{i}"}}\n' for i in range(50)))
+    settings = load_settings(tmp_path / "home")
+    with ParquetStore(settings.store_dir, writable=True) as store:
+        report = ingest([f], store, settings)
+    assert report.events == 50
+    assert seen and seen[-1][0] is True  # the only pool: every core
+    assert all(t == max(1, (os.cpu_count() or 1) // pl.WORKERS) for _, t in seen)  # restored after each
