@@ -40,9 +40,6 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-MAP_CHUNK = 4096
-"""Rows per Arrow record batch handed to DuckDB (see `JsonMapping.apply`)."""
-
 _MAX_SECONDS = 9_007_199_254
 """Times are kept within 2**53 microseconds of 1970 (years 1684-2255): beyond that a timestamp
 cannot round-trip through float64 and no real log needs it."""
@@ -167,12 +164,7 @@ class JsonMapping:
         if not isinstance(offsets, pa.Array):
             offsets = pa.array(offsets, pa.int64())
         seq = pa.array(np.arange(len(raws), dtype=np.int64))
-        batch = pa.table({"raw": raws, "line": lines, "off": offsets, "seq": seq})
-        if len(raws) > 2 * MAP_CHUNK:
-            # Several record batches (slices, no copy): DuckDB scans an Arrow table one batch per
-            # thread, so a pool mapped on every core needs more than one.
-            batch = pa.Table.from_batches(batch.to_batches(max_chunksize=MAP_CHUNK))
-        con.register("__batch", batch)
+        con.register("__batch", pa.table({"raw": raws, "line": lines, "off": offsets, "seq": seq}))
         try:
             rel = relations.get(id(self)) if relations is not None else None
             out = rel.to_arrow_table() if rel is not None else None

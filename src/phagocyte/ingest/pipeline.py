@@ -285,20 +285,11 @@ class _Batch:
             self.p.submit(self._map, mapping, pool)
 
     def flush_all(self) -> None:
-        if len(self.pools) == 1 and self.p.idle():
-            # The last pool with nothing else in flight (a hunt's folder of EVTX files: its only
-            # pool): mapped on every core instead of a worker's share.
-            key = next(iter(self.pools))
-            mapping, pool = self.pools.pop(key)
-            if pool.count:
-                self.p.submit(self._map, mapping, pool, True)
-            return
         for key in list(self.pools):
             self.flush_pool(key)
 
-    def _map(self, mapping: JsonMapping, pool: _Pool, all_cores: bool = False) -> None:
-        """Worker: map a pool; bad records go back to the calling thread's quarantine. `all_cores`:
-        no other pool is in flight, and none will be until this one is done."""
+    def _map(self, mapping: JsonMapping, pool: _Pool) -> None:
+        """Worker: map a pool; bad records go back to the calling thread's quarantine."""
         raws = pa.concat_arrays(pool.raws) if len(pool.raws) > 1 else pool.raws[0]
         lines = pa.concat_arrays(pool.lines) if len(pool.lines) > 1 else pool.lines[0]
         offsets = pa.concat_arrays(pool.offsets) if len(pool.offsets) > 1 else pool.offsets[0]
@@ -306,14 +297,7 @@ class _Batch:
         pool.raws.clear()
         pool.lines.clear()
         pool.offsets.clear()
-        cur = self.p.cursor()
-        if all_cores:
-            cur.execute(f"SET threads={os.cpu_count() or 1}")
-        try:
-            table, bad = _apply_guarded(mapping, cur, raws, lines, offsets, relations=self.p.relations())
-        finally:
-            if all_cores:
-                cur.execute(f"SET threads={self.p.mapping_threads}")
+        table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets, relations=self.p.relations())
         owners, ords = pool.owners_and_ordinals()
         if bad:
             with self._lock:
@@ -465,8 +449,7 @@ class _Pipeline:
         self.started = datetime.now(UTC).isoformat()
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone='UTC'")
-        self.mapping_threads = max(1, (os.cpu_count() or 1) // WORKERS)
-        self.con.execute(f"SET threads={self.mapping_threads}")  # the workers share the cores
+        self.con.execute(f"SET threads={max(1, (os.cpu_count() or 1) // WORKERS)}")  # the workers share the cores
         self.batch: _Batch | None = None
         self.seen: set[str] = set()
         self._worker = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="phago-ingest")
@@ -494,10 +477,6 @@ class _Pipeline:
         self._pending.append(self._worker.submit(fn, *args))
         while len(self._pending) > IN_FLIGHT:
             self._result(self._pending.popleft())
-
-    def idle(self) -> bool:
-        """No work queued or running on the workers."""
-        return all(f.done() for f in self._pending)
 
     def join(self) -> None:
         while self._pending:
