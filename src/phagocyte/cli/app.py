@@ -305,8 +305,9 @@ def main() -> None:
         if not _fast_exit:
             raise
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a reader gone (closed pipe): keep the status
+                stream.flush()
         os._exit(code)
 
 
