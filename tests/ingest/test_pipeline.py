@@ -276,9 +276,10 @@ def test_a_big_source_keeps_freed_memory_in_the_heap_then_hands_it_back(tmp_path
 
 
 def test_the_heap_thresholds_are_set_where_glibc_allows_it() -> None:
+    from phagocyte import glibc
     from phagocyte.ingest import pipeline
 
-    libc = pipeline._libc()
+    libc = glibc.glibc()
     if libc is None:
         pytest.skip("not glibc")
     assert pipeline._keep_heap() is True

@@ -6,11 +6,9 @@ Transport only: loading rules, running the engine and storing alerts live in `ph
 from __future__ import annotations
 
 import csv
-import ctypes
 import gc
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +19,7 @@ import pyarrow as pa
 import typer
 from rich.table import Table
 
+from phagocyte import glibc
 from phagocyte.alerts import level_rank, to_json
 from phagocyte.cli.app import (
     HomeOpt,
@@ -78,8 +77,6 @@ def rules_cache_dir(settings: Settings, *, home: bool = True) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "phagocyte" / "sigma"
 
 
-M_MMAP_THRESHOLD = -3
-"""glibc's `mallopt` parameter number (malloc.h)."""
 MMAP_THRESHOLD = 128 * 1024
 
 
@@ -91,17 +88,7 @@ def _hand_back_big_blocks() -> bool:
     the process once freed: a warm hunt over 300 EVTX files peaked ~16 MB higher. Fixing the
     threshold at glibc's own default stops that growth, for ~0.1 s more system time (the fresh
     pages are faulted in). Not glibc (macOS, musl): nothing done."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return False
-    mallopt = getattr(libc, "mallopt", None)
-    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):  # musl's mallopt does nothing
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return glibc.mallopt(glibc.M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | None = None) -> RuleSet:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ctypes
 import hashlib
 import os
 import threading
@@ -34,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from phagocyte import glibc
 from phagocyte.config import Settings
 from phagocyte.errors import InputError, StoreError
 from phagocyte.ingest.jsondocs import looks_like_json_array
@@ -68,17 +68,6 @@ BATCH_SOURCES = 2000
 
 KEEP_HEAP_BYTES = 4 * POOL_BYTES
 """A source at least this big makes the run keep freed memory in glibc's heap (``_keep_heap``)."""
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def _libc() -> Any:
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt, libc.malloc_trim  # noqa: B018  (glibc only: musl and macOS lack one or both)
-    except (OSError, AttributeError):
-        return None
-    return libc
 
 
 def _keep_heap() -> bool:
@@ -91,17 +80,12 @@ def _keep_heap() -> bool:
     with these thresholds (the values glibc's own sliding threshold reaches at most). Returns
     whether they were set (glibc only); they stay for the process, ``_trim_heap`` hands the
     memory back after the run."""
-    libc = _libc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)) and \
-        bool(libc.mallopt(_M_TRIM_THRESHOLD, 64 * 1024 * 1024))
+    return glibc.mallopt(glibc.M_MMAP_THRESHOLD, 32 * 1024 * 1024) and \
+        glibc.mallopt(glibc.M_TRIM_THRESHOLD, 64 * 1024 * 1024)
 
 
 def _trim_heap() -> None:
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    glibc.trim()
 
 
 class WorkerFailed(StoreError):
