@@ -163,11 +163,11 @@ def test_required_literal_is_in_every_match() -> None:
 def test_the_required_literal_shortcut_never_changes_an_answer(pattern: str, value: str) -> None:
     import re2
 
-    from phagocyte.detect.pyeval import _Search
+    from phagocyte.detect.pyeval import _Search, required_literal
 
     try:
         rx = re2.compile(pattern)
-        search = _Search(pattern)
+        search = _Search(pattern, required_literal(pattern))
     except (re2.error, NotPython):
         return
     assert search(value) == (rx.search(value) is not None)

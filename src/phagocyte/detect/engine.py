@@ -455,15 +455,12 @@ class _LiteralSet:
         find = self.automaton.iter if self.automaton is not None else None
         for v in values:
             found = {i for _, i in find(fold_keywords(v) if fold else v)} if find is not None and v else ()
-            if always:
-                found = set(found) | {-1}
             if not found:
-                out.append([])
-            elif len(found) == 1:
-                (i,) = found
-                out.append(always if i == -1 else by_lit[i])
+                out.append(always)
+            elif len(found) == 1 and not always:
+                out.append(by_lit[next(iter(found))])
             else:
-                out.append(sorted({r for i in found for r in (always if i == -1 else by_lit[i])}))
+                out.append(sorted({r for i in found for r in by_lit[i]}.union(always)))
         return out
 
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:

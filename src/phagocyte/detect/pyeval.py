@@ -250,7 +250,7 @@ def build(plan: Plan) -> Node:
         arg = plan[2]
         search = _SEARCHES.get(arg)
         if search is None:
-            search = _SEARCHES[arg] = _Search(arg, plan[3] if len(plan) > 3 else True)
+            search = _SEARCHES[arg] = _Search(arg, plan[3])
         return _leaf(plan[1], search)
     if op == "alt":
         equal, prefixes, suffixes, inside = frozenset(plan[2]), tuple(plan[3]), tuple(plan[4]), tuple(plan[5])
@@ -403,10 +403,10 @@ class _Search:
 
     __slots__ = ("pattern", "regex", "required", "set")
 
-    def __init__(self, pattern: str, required: str | bool | None = True) -> None:
+    def __init__(self, pattern: str, required: str | None) -> None:
         self.pattern = pattern
-        self.required = required_literal(pattern) if required is True else required or None
-        """The literal (`required`, from the plan; True: find it here)."""
+        self.required = required or None
+        """`required_literal(pattern)`, found when the rule was planned."""
         self.regex: Any = None
         self.set: Any = re2.Set.SearchSet(_OPTIONS)
         try:
