@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from phagocyte.detect.engine import Engine, _LiteralSet, fold_keywords
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phagocyte.detect.engine import KEY_CHARS, Engine, _LiteralSet, fold_keywords
 from phagocyte.detect.rules import RuleSet
 from tests.detect.helpers import proc_rule, ruleset, table, win
 
@@ -127,3 +130,23 @@ def test_literal_sets_with_the_same_literals_share_one_automaton() -> None:
     b = _LiteralSet(["ab", "cd"], [4, 5], shared=shared)
     assert a.automaton is b.automaton and len(shared) == 1
     assert b.rules_by_value(["cd"]) == [[5]]
+
+
+def test_long_literals_sharing_their_key_are_each_checked_whole() -> None:
+    # Literals longer than KEY_CHARS are found by their first KEY_CHARS characters, then whole.
+    base = "x" * KEY_CHARS
+    s = _LiteralSet([base + "1", base + "2", base, "md5=" + "a" * 32], [0, 1, 2, 3])
+    assert s.rules_by_value([base + "2", base + "3", "MD5=" + "a" * 32, "md5=" + "a" * 31, "y" + base + "1z"]) == [
+        [1, 2], [2], [], [], [0, 2]]
+    folded = _LiteralSet(["c:\\windows\\system32\\evil.exe"], [7], fold=True)
+    assert folded.rules_by_value(["Run C:\\WINDOWS\\System32\\Evil.exe now", "c:\\windows\\system32\\good.exe"]) == [
+        [7], []]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab\\=", max_size=2 * KEY_CHARS + 3), min_size=1, max_size=12),
+       st.lists(st.text(alphabet="ab\\=c", max_size=4 * KEY_CHARS), max_size=8))
+def test_candidates_are_exactly_the_rules_whose_literal_the_value_holds(lits: list[str], values: list[str]) -> None:
+    # Short alphabets make many literals share their key, and values hold several at once.
+    got = _LiteralSet(lits, list(range(len(lits)))).rules_by_value(values)
+    assert got == [sorted(i for i, lit in enumerate(lits) if lit in v) for v in values]

@@ -11,7 +11,8 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,34 +118,57 @@ def streaming_detector(settings: Settings, given: Sequence[Path] | None = None,
 
 
 def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None,
-                     *, store_alerts: bool = True) -> list[dict[str, Any]]:
+                     *, store_alerts: bool = True) -> int:
     """Alerts of a streamed run: correlations, store (no duplicates; not for a hunt without a
-    home, whose store is not kept), summary, optional file."""
-    alerts = detector.alerts()
+    home, whose store is not kept), summary, optional file. Returns how many alerts there were.
+
+    Without a store the alerts are made, counted and written one by one, never all held at once."""
     new = None
+    alerts: Iterable[dict[str, Any]]
     if store_alerts:
+        alerts = detector.alerts()
         with ParquetStore(settings.store_dir, writable=True) as store:
             new = save_alerts(store, alerts)
-    _summary(alerts, new)
+    else:
+        alerts = detector.iter_alerts()
+    tally = _Tally()
+    if out_file is not None:
+        write_alerts(tally.count(alerts), out_file)
+    else:
+        for _ in tally.count(alerts):
+            pass
+    _summary(tally, new)
     for rule_id, reason in sorted(detector.engine.failed.items()):
         console.print(f"[yellow]rule {rule_id} failed at run time and was skipped:[/yellow] {reason}")
     if out_file is not None:
-        write_alerts(alerts, out_file)
         console.print(f"alerts written to [bold]{out_file}[/bold]")
-    return alerts
+    return tally.total
 
 
 SUMMARY_ROWS = 30
 """Rules listed in the summary table (highest level, then most hits, first): one screen."""
 
 
-def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
-    hits = Counter((a["rule.id"], a.get("rule.name", ""), a.get("rule.level") or "") for a in alerts)
-    techniques: dict[str, str] = {}
-    for a in alerts:
-        techniques.setdefault(a["rule.id"], ", ".join(a.get("threat.technique.id") or [])[:40])
+@dataclass
+class _Tally:
+    """Alerts per (rule id, name, level) and each rule's techniques, counted as alerts go by."""
+
+    hits: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    techniques: dict[str, str] = field(default_factory=dict)
+    total: int = 0
+
+    def count(self, alerts: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for a in alerts:
+            self.total += 1
+            self.hits[(a["rule.id"], a.get("rule.name", ""), a.get("rule.level") or "")] += 1
+            self.techniques.setdefault(a["rule.id"], ", ".join(a.get("threat.technique.id") or [])[:40])
+            yield a
+
+
+def _summary(tally: _Tally, new: int | None) -> None:
+    hits, techniques = tally.hits, tally.techniques
     stored = "not stored: no --home" if new is None else f"{new:,} new in the store"
-    t = Table(title=f"Sigma: {len(alerts):,} alerts from {len(hits)} rules ({stored})")
+    t = Table(title=f"Sigma: {tally.total:,} alerts from {len(hits)} rules ({stored})")
     t.add_column("level")
     t.add_column("rule", overflow="fold")
     t.add_column("hits", justify="right")
@@ -159,7 +183,7 @@ def _summary(alerts: list[dict[str, Any]], new: int | None) -> None:
     out.print(t)
 
 
-def write_alerts(alerts: list[dict[str, Any]], path: Path) -> None:
+def write_alerts(alerts: Iterable[dict[str, Any]], path: Path) -> None:
     """JSON lines (every field, plus `alert_ref`), or CSV (the fields to check an alert by hand)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() != ".csv":
@@ -174,7 +198,7 @@ def write_alerts(alerts: list[dict[str, Any]], path: Path) -> None:
                         for v in (j.get(c) for c in CSV_COLUMNS)])
 
 
-def _write_jsonl(alerts: list[dict[str, Any]], path: Path) -> None:
+def _write_jsonl(alerts: Iterable[dict[str, Any]], path: Path) -> None:
     """JSON lines through orjson (several times faster than `json` for thousands of alerts); values
     `to_json` leaves as they are and JSON has no type for are written as `str()` of them, as before."""
     import orjson

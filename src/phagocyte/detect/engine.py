@@ -10,9 +10,10 @@ the same alerts (rules are per event; correlations run over the matches afterwar
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from phagocyte.alerts import make_alert
+from phagocyte.alerts import alert_id, make_alert
 from phagocyte.attack import Tactic, attack_from_tags
-from phagocyte.detect.correlation import Match, evaluate_correlations
+from phagocyte.detect.correlation import Match, MatchedEvents, evaluate_correlations
 from phagocyte.detect.pyeval import Node, NotPython, build, parse_condition
 from phagocyte.detect.rules import RuleSet
 from phagocyte.detect.sigma.backend import CompiledRule, alias, json_paths, prepared_expr
@@ -340,10 +341,11 @@ class Engine:
         # it (`alerts.make_alert`), and as Python strings it was ~40 % of the matched events' memory.
         taken = taken.select([i for i, (name, c) in enumerate(zip(taken.column_names, taken.columns, strict=True))
                               if c.null_count < taken.num_rows and name not in MATCH_DROPS])
-        events = dict(zip(needed, taken.to_pylist(), strict=True))
+        matched = MatchedEvents(taken)
+        at = {row: k for k, row in enumerate(needed)}
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
-                yield Match(r, events[row], kept.get((id(r), row), {}))
+                yield Match(r, matched, at[row], kept.get((id(r), row), {}))
 
 
 class _Columns(dict[str, list[Any]]):
@@ -407,6 +409,14 @@ def fold_keywords(text: str) -> str:
     return text.lower().replace("\u017f", "s")
 
 
+KEY_CHARS = 16
+"""Literals longer than this are looked for by their first KEY_CHARS characters, then checked whole
+(`_LiteralSet`). An automaton node is ~40 bytes, one per distinct prefix: SigmaHQ's Windows rules
+made 13.5 MB of automata, 8.8 of them for the ~5,000 hash literals of its driver and malware rules
+(random hex shares no prefix); with 16-character keys 4.6 MB, for ~5 ms more per hunt of 300 EVTX
+files (24: 7.0 MB; 12: 3.2 MB, +6 ms; the same candidates whatever the length)."""
+
+
 class _LiteralSet:
     """All the literals rules need in one column, and which rules need each: one Aho-Corasick
     automaton (a single pass over each value, whatever the number of literals).
@@ -415,8 +425,10 @@ class _LiteralSet:
     process-creation literals of SigmaHQ cost 3-4x more (a warm hunt over 300 EVTX files: 0.39 s
     of CPU in the sets against 0.13 s, the same candidates for every value), and it could give up
     on a value when its automaton outgrew its memory. Aho-Corasick's automaton is linear in the
-    literals' length and never gives up. An empty literal is in every value: its rules are kept
-    for every value."""
+    literals' length and never gives up. The automaton holds each literal's first KEY_CHARS
+    characters; a longer literal whose key is found is then looked for whole (`in`), so the
+    candidates are exactly the rules one of whose literals the value holds. An empty literal is in
+    every value: its rules are kept for every value."""
 
     def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False,
                  shared: dict[tuple[str, ...], Any] | None = None) -> None:
@@ -427,40 +439,58 @@ class _LiteralSet:
         by_lit: list[set[int]] = [set() for _ in distinct]
         for lit, r in zip(lits, rules, strict=True):
             by_lit[pos[lit]].add(r)
-        self.by_lit = [sorted(x) for x in by_lit]
         self.always = sorted({r for i, lit in enumerate(distinct) if not lit for r in by_lit[i]})
         """Rules one of whose literals is empty: candidates for every value."""
-        # The same literals in the same order make the same automaton: routes with the same rules
-        # (process creation from Sysmon and from Security 4688) share one.
-        key = tuple(distinct)
-        if shared is not None and key in shared:
-            self.automaton = shared[key]
-            return
-        automaton = ahocorasick.Automaton()
+        keys = list(dict.fromkeys(lit[:KEY_CHARS] for lit in distinct if lit))
+        key_at = {k: i for i, k in enumerate(keys)}
+        self.by_key: list[list[tuple[str | None, list[int]]]] = [[] for _ in keys]
+        """Per key: (the literal to check whole, None when it is the key itself; its rules)."""
         for i, lit in enumerate(distinct):
             if lit:
-                automaton.add_word(lit, i)
+                key = lit[:KEY_CHARS]
+                self.by_key[key_at[key]].append((None if lit == key else lit, sorted(by_lit[i])))
+        self.only: list[list[int] | None] = [group[0][1] if len(group) == 1 and group[0][0] is None else None
+                                             for group in self.by_key]
+        """Per key: its rules when it stands for itself alone (no literal to check)."""
+        # The same literals in the same order make the same automaton: routes with the same rules
+        # (process creation from Sysmon and from Security 4688) share one.
+        shared_key = tuple(distinct)
+        if shared is not None and shared_key in shared:
+            self.automaton = shared[shared_key]
+            return
+        automaton = ahocorasick.Automaton()
+        for i, key in enumerate(keys):
+            automaton.add_word(key, i)
         if len(automaton):
             automaton.make_automaton()
             self.automaton = automaton
         else:
             self.automaton = None
         if shared is not None:
-            shared[key] = self.automaton
+            shared[shared_key] = self.automaton
 
     def rules_by_value(self, values: Iterable[str]) -> list[list[int]]:
         """Per value, the rules one of whose literals the value holds (sorted)."""
         out: list[list[int]] = []
-        by_lit, fold, always = self.by_lit, self.fold, self.always
+        by_key, only, fold, always = self.by_key, self.only, self.fold, self.always
         find = self.automaton.iter if self.automaton is not None else None
         for v in values:
-            found = {i for _, i in find(fold_keywords(v) if fold else v)} if find is not None and v else ()
+            text = fold_keywords(v) if fold else v
+            found = {i for _, i in find(text)} if find is not None and v else ()
             if not found:
                 out.append(always)
-            elif len(found) == 1 and not always:
-                out.append(by_lit[next(iter(found))])
-            else:
-                out.append(sorted({r for i in found for r in by_lit[i]}.union(always)))
+                continue
+            if len(found) == 1 and not always:
+                one = only[next(iter(found))]
+                if one is not None:
+                    out.append(one)
+                    continue
+            hit = set(always)
+            for i in found:
+                for lit, rs in by_key[i]:
+                    if lit is None or lit in text:
+                        hit.update(rs)
+            out.append(sorted(hit))
         return out
 
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
@@ -488,20 +518,52 @@ def _is_json(f: str) -> bool:
     return f not in FIELD_TYPES
 
 
+ALERT_BLOCK = 1024
+"""Matches turned into alerts at a time: their events are dicts only that long (`MatchedEvents`)."""
+
+
 def alerts_from_matches(matches: Iterable[Match]) -> list[dict[str, Any]]:
-    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones).
-    A rule's ATT&CK techniques and tactics are read from its tags once, not once per alert."""
-    out = []
+    """One alert per (rule, event), for rules that generate alerts (not `generate: false` ones), in
+    the order of `matches`."""
+    return list(_alerts([m for m in matches if m.rule.generate]))
+
+
+def _alerts(matches: Sequence[Match]) -> Iterator[dict[str, Any]]:
+    """The alerts of `matches`, in their order, a block at a time: each block's events are taken
+    from their batches' Arrow rows together (one `take` per batch, not one per match). A rule's
+    ATT&CK techniques and tactics are read from its tags once, not once per alert."""
     attack: dict[int, tuple[list[str], list[Tactic]]] = {}
-    for m in matches:
-        r = m.rule
-        if not r.generate:
-            continue
-        if (a := attack.get(id(r))) is None:
-            a = attack[id(r)] = attack_from_tags(r.tags)
-        out.append(make_alert(source="sigma", rule_id=r.id, rule_name=r.title, level=r.level, event=m.event,
-                              techniques=a[0], tactics=a[1], description=r.description, ruleset="sigma"))
-    return out
+    for start in range(0, len(matches), ALERT_BLOCK):
+        block = matches[start:start + ALERT_BLOCK]
+        by_rows: dict[int, tuple[MatchedEvents, list[int], list[int]]] = {}
+        for i, m in enumerate(block):
+            _, at, rows = by_rows.setdefault(id(m.rows), (m.rows, [], []))
+            at.append(i)
+            rows.append(m.row)
+        events: list[dict[str, Any]] = [{}] * len(block)
+        for source, at, rows in by_rows.values():
+            for i, ev in zip(at, source.events(rows), strict=True):
+                events[i] = ev
+        for m, ev in zip(block, events, strict=True):
+            r = m.rule
+            if (a := attack.get(id(r))) is None:
+                a = attack[id(r)] = attack_from_tags(r.tags)
+            yield make_alert(source="sigma", rule_id=r.id, rule_name=r.title, level=r.level, event=ev,
+                             techniques=a[0], tactics=a[1], description=r.description, ruleset="sigma")
+
+
+def _order(alert: dict[str, Any]) -> tuple[str, str, str]:
+    """The order alerts are reported in: time, rule, alert id."""
+    return str(alert.get("@timestamp")), alert["rule.id"], alert["event.id"]
+
+
+def _match_order(m: Match) -> tuple[str, str, str]:
+    """`_order` of the alert `m` raises, without making it (`make_alert`: the id hashes the event's
+    `event.id`; an event without one, never from the ingest pipeline, has its alert made)."""
+    ref = m.event_id
+    if not ref:
+        return _order(next(_alerts([m])))
+    return str(m.rows.timestamps[m.row]), m.rule.id, alert_id("sigma", m.rule.id, str(ref))
 
 
 @dataclass
@@ -521,6 +583,12 @@ class Detector:
             self.matches.extend(m for m in found if m.rule.generate or m.rule.keep)
 
     def alerts(self) -> list[dict[str, Any]]:
-        alerts = alerts_from_matches(self.matches)
-        alerts += evaluate_correlations(self.engine.ruleset.correlations, self.matches)
-        return sorted(alerts, key=lambda a: (str(a.get("@timestamp")), a["rule.id"], a["event.id"]))
+        """Every alert (rules and correlations), in time order."""
+        return list(self.iter_alerts())
+
+    def iter_alerts(self) -> Iterator[dict[str, Any]]:
+        """The alerts of `alerts()`, in the same order, made as they are read (a hunt writes them out
+        one by one: a list of them all was the largest thing a hunt held at its end)."""
+        correlated = sorted(evaluate_correlations(self.engine.ruleset.correlations, self.matches), key=_order)
+        ordered = sorted((m for m in self.matches if m.rule.generate), key=_match_order)
+        return heapq.merge(_alerts(ordered), correlated, key=_order)
