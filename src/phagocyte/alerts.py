@@ -28,6 +28,7 @@ __all__ = [
     "AlertRef",
     "alert_id",
     "alerts_to_table",
+    "iso_utc",
     "level_from_severity",
     "level_rank",
     "make_alert",
@@ -172,12 +173,17 @@ def alerts_to_table(alerts: Iterable[Mapping[str, Any]]) -> pa.Table:
     return conform(table)
 
 
+def iso_utc(ts: datetime) -> str:
+    """ISO 8601 in UTC with `Z` (a naive time is taken as UTC)."""
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def to_json(alert: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-ready copy: timestamps as ISO 8601 UTC with `Z`, nulls dropped, plus `alert_ref`."""
     out = {k: v for k, v in alert.items() if v is not None}
     for k, v in out.items():
         if isinstance(v, datetime):
-            out[k] = (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+            out[k] = iso_utc(v)
     ref = AlertRef.of(alert)
     if ref is not None:
         out["alert_ref"] = str(ref)

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ import typer
 from rich.table import Table
 
 from phagocyte import glibc
-from phagocyte.alerts import level_rank, to_json
+from phagocyte.alerts import AlertRef, iso_utc, level_rank, to_json
 from phagocyte.cli.app import (
     HomeOpt,
     _fail,
@@ -199,13 +200,22 @@ def write_alerts(alerts: Iterable[dict[str, Any]], path: Path) -> None:
 
 
 def _write_jsonl(alerts: Iterable[dict[str, Any]], path: Path) -> None:
-    """JSON lines through orjson (several times faster than `json` for thousands of alerts); values
-    `to_json` leaves as they are and JSON has no type for are written as `str()` of them, as before."""
+    """JSON lines through orjson (several times faster than `json` for thousands of alerts): what
+    `to_json` makes, with its times converted by orjson's `default` as they are met instead of
+    by a pass over every field of every alert (a third of writing 5,000 alerts); values JSON has
+    no type for are written as `str()` of them, as before."""
     import orjson
 
+    def default(value: Any) -> str:
+        return iso_utc(value) if isinstance(value, datetime) else str(value)
+
+    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
     with path.open("wb") as fh:
         for a in alerts:
-            fh.write(orjson.dumps(to_json(a), default=str, option=orjson.OPT_APPEND_NEWLINE))
+            out = {k: v for k, v in a.items() if v is not None}
+            if (ref := AlertRef.of(a)) is not None:
+                out["alert_ref"] = str(ref)
+            fh.write(orjson.dumps(out, default=default, option=opts))
 
 
 def hunt(
