@@ -145,23 +145,27 @@ class JsonMapping:
     def apply(
         self,
         con: duckdb.DuckDBPyConnection,
-        raws: pa.StringArray | Sequence[str],
-        lines: pa.Int64Array | Sequence[int | None],
-        offsets: pa.Int64Array | Sequence[int | None],
+        raws: pa.StringArray | pa.ChunkedArray | Sequence[str],
+        lines: pa.Int64Array | pa.ChunkedArray | Sequence[int | None],
+        offsets: pa.Int64Array | pa.ChunkedArray | Sequence[int | None],
         relations: dict[int, duckdb.DuckDBPyRelation] | None = None,
     ) -> tuple[pa.Table, list[tuple[int, str]]]:
         """Map a batch of JSON texts. Returns the mapped rows (in input order, without the bad
         ones) and ``(index, reason)`` for each record that is not a JSON object.
 
+        Arrow input may be chunked (a pool's per-source arrays, not concatenated): DuckDB scans
+        the chunks in turn, and its JSON parser's memory follows the chunk, not the pool (mapping
+        300 EVTX files' 18.8 MB in one chunk peaked 18 MB higher, in the same time).
+
         `relations`: a cache, private to `con`, of this mapping's query as a DuckDB relation.
         Creating the relation binds the query, and running it binds it again (against the batch
         registered then): reusing it skips the first bind, ~6 of the ~18 ms of fixed cost that
         every pool pays (20-odd pools per million EVE alerts, one per small batch of EVTX files)."""
-        if not isinstance(raws, pa.Array):
+        if not isinstance(raws, pa.Array | pa.ChunkedArray):
             raws = pa.array(raws, pa.string())
-        if not isinstance(lines, pa.Array):
+        if not isinstance(lines, pa.Array | pa.ChunkedArray):
             lines = pa.array(lines, pa.int64())
-        if not isinstance(offsets, pa.Array):
+        if not isinstance(offsets, pa.Array | pa.ChunkedArray):
             offsets = pa.array(offsets, pa.int64())
         seq = pa.array(np.arange(len(raws), dtype=np.int64))
         con.register("__batch", pa.table({"raw": raws, "line": lines, "off": offsets, "seq": seq}))
