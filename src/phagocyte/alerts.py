@@ -142,26 +142,32 @@ def make_alert(
             tac.append(resolved)
     reference = str(event.get("event.id")) if event and event.get("event.id") else None
     ts = timestamp or (event.get("@timestamp") if event else None)
-    alert.update({
-        "@timestamp": ts,
-        "event.id": alert_id(source, rule_id, reference or f"{ts}|{message or ''}|{alert.get('log.file.path')}"
-                             f"|{alert.get('log.file.line')}|{alert.get('winlog.record_id')}"),
-        "event.kind": "alert",
-        "event.reference": reference,
-        "rule.id": rule_id,
-        "rule.name": rule_name,
-        "rule.level": level,
-        "rule.description": description,
-        "rule.ruleset": ruleset,
-        "threat.technique.id": tech or None,
-        "threat.tactic.id": [t.id for t in tac] or None,
-        "threat.tactic.name": [t.name for t in tac] or None,
-        "event.risk_score": risk_score,
-    })
+    # The alert's own fields replace the event's; one without a value removes the event's (an
+    # alert never holds None: set or popped here, not filtered out of every field afterwards).
+    for k, v in (
+        ("@timestamp", ts),
+        ("event.id", alert_id(source, rule_id, reference or f"{ts}|{message or ''}|{alert.get('log.file.path')}"
+                              f"|{alert.get('log.file.line')}|{alert.get('winlog.record_id')}")),
+        ("event.kind", "alert"),
+        ("event.reference", reference),
+        ("rule.id", rule_id),
+        ("rule.name", rule_name),
+        ("rule.level", level),
+        ("rule.description", description),
+        ("rule.ruleset", ruleset),
+        ("threat.technique.id", tech or None),
+        ("threat.tactic.id", [t.id for t in tac] or None),
+        ("threat.tactic.name", [t.name for t in tac] or None),
+        ("event.risk_score", risk_score),
+    ):
+        if v is None:
+            alert.pop(k, None)
+        else:
+            alert[k] = v
     alert.setdefault("event.module", source)
     if message is not None:
         alert["message"] = message
-    return {k: v for k, v in alert.items() if v is not None}
+    return alert
 
 
 def alerts_to_table(alerts: Iterable[Mapping[str, Any]]) -> pa.Table:
