@@ -441,16 +441,20 @@ class _LiteralSet:
             by_lit[pos[lit]].add(r)
         self.always = sorted({r for i, lit in enumerate(distinct) if not lit for r in by_lit[i]})
         """Rules one of whose literals is empty: candidates for every value."""
-        keys = list(dict.fromkeys(lit[:KEY_CHARS] for lit in distinct if lit))
-        key_at = {k: i for i, k in enumerate(keys)}
-        self.by_key: list[list[tuple[str | None, list[int]]]] = [[] for _ in keys]
-        """Per key: (the literal to check whole, None when it is the key itself; its rules)."""
+        # Rule lists are tuples, one object per distinct list (most literals stand for one rule,
+        # and the same few): ~23,000 literals of SigmaHQ's Windows rules held ~5 MB of lists.
+        canon: dict[tuple[int, ...], tuple[int, ...]] = {}
+        grouped: dict[str, list[tuple[str | None, tuple[int, ...]]]] = {}
         for i, lit in enumerate(distinct):
             if lit:
                 key = lit[:KEY_CHARS]
-                self.by_key[key_at[key]].append((None if lit == key else lit, sorted(by_lit[i])))
-        self.only: list[list[int] | None] = [group[0][1] if len(group) == 1 and group[0][0] is None else None
-                                             for group in self.by_key]
+                rs = tuple(sorted(by_lit[i]))
+                grouped.setdefault(key, []).append((None if lit == key else lit, canon.setdefault(rs, rs)))
+        keys = list(grouped)
+        self.by_key: list[tuple[tuple[str | None, tuple[int, ...]], ...]] = [tuple(grouped[k]) for k in keys]
+        """Per key: (the literal to check whole, None when it is the key itself; its rules)."""
+        self.only: list[tuple[int, ...] | None] = [
+            group[0][1] if len(group) == 1 and group[0][0] is None else None for group in self.by_key]
         """Per key: its rules when it stands for itself alone (no literal to check)."""
         # The same literals in the same order make the same automaton: routes with the same rules
         # (process creation from Sysmon and from Security 4688) share one.
@@ -469,9 +473,9 @@ class _LiteralSet:
         if shared is not None:
             shared[shared_key] = self.automaton
 
-    def rules_by_value(self, values: Iterable[str]) -> list[list[int]]:
+    def rules_by_value(self, values: Iterable[str]) -> list[Sequence[int]]:
         """Per value, the rules one of whose literals the value holds (sorted)."""
-        out: list[list[int]] = []
+        out: list[Sequence[int]] = []
         by_key, only, fold, always = self.by_key, self.only, self.fold, self.always
         find = self.automaton.iter if self.automaton is not None else None
         for v in values:
