@@ -84,14 +84,14 @@ def _matches(rs: RuleSet) -> list[tuple[str, str]]:
 
 def test_needs_are_what_the_condition_requires(tmp_path: Path) -> None:
     needs = {r.title: r.needs for r in ruleset(tmp_path, *RULES).rules if r.variant is None}
-    assert needs["And picks one side"] in ([["l.CommandLine", "-urlcache"]], [["l.Image", "\\certutil.exe"]])
-    assert sorted(map(tuple, needs["Or needs every side"] or [])) == [("l.CommandLine", "mimikatz"),
-                                                                       ("l.OriginalFileName", "psexesvc.exe")]
+    assert needs["And picks one side"] in ((("l.CommandLine", "-urlcache"),), (("l.Image", "\\certutil.exe"),))
+    assert sorted(needs["Or needs every side"] or []) == [("l.CommandLine", "mimikatz"),
+                                                          ("l.OriginalFileName", "psexesvc.exe")]
     assert needs["Not has no literal"] is None and needs["Regex has no literal"] is None
-    assert needs["Wildcards inside"] == [["l.CommandLine", "vssadmin"]]  # the longest literal piece
-    assert sorted(map(tuple, needs["Keywords"] or [])) == [("kw", "kelvin"), ("kw", "mask")]
+    assert needs["Wildcards inside"] == (("l.CommandLine", "vssadmin"),)  # the longest literal piece
+    assert sorted(needs["Keywords"] or []) == [("kw", "kelvin"), ("kw", "mask")]
     assert needs["Non-ASCII keyword"] is None
-    assert needs["Numbers and booleans"] == [["l.ProcessId", "4242"]]
+    assert needs["Numbers and booleans"] == (("l.ProcessId", "4242"),)
 
 
 def test_prefiltered_engine_finds_exactly_what_every_rule_on_every_row_finds(tmp_path: Path) -> None:

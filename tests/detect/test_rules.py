@@ -2,23 +2,68 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from phagocyte.detect.rules import BUILTIN_RULES, load_rules
+from phagocyte.detect import rules as rules_mod
+from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
+from phagocyte.detect.sigma.backend import CompiledRule
 from tests.detect.helpers import proc_rule
 
 
-def test_cache_round_trip_gives_the_same_rules_and_is_rebuilt_when_damaged(tmp_path: Path) -> None:
+def _cached_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(files: list[Path]) -> RuleSet:
+        raise AssertionError("compiled, not read from the cache")
+    monkeypatch.setattr(rules_mod, "_compile", refuse)
+
+
+def test_cache_round_trip_gives_the_same_rules_and_is_rebuilt_when_damaged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tuple(f.name for f in dataclasses.fields(CompiledRule)) == rules_mod.RULE_FIELDS
     cache = tmp_path / "cache"
     first = load_rules([BUILTIN_RULES], cache_dir=cache)
     (cached,) = cache.glob("rules-*.json")
-    assert load_rules([BUILTIN_RULES], cache_dir=cache) == first
-    cached.write_text("{not json")
-    assert load_rules([BUILTIN_RULES], cache_dir=cache) == first
+    good = cached.read_bytes()
+    with monkeypatch.context() as m:
+        _cached_only(m)
+        assert load_rules([BUILTIN_RULES], cache_dir=cache) == first
+    head, *lines = good.splitlines(keepends=True)
+    for damaged in (b"{not json", good[:len(good) // 2], b"".join([head, *lines[:-1]]),  # cut short
+                    b"".join([head.replace(b'"format":', b'"format":-', 1), *lines]),  # another layout
+                    b"".join([head, b'[1, 2]\n', *lines[1:]]), b""):
+        cached.write_bytes(damaged)
+        assert load_rules([BUILTIN_RULES], cache_dir=cache) == first
+        assert cached.read_bytes() == good  # rebuilt
+
+
+def test_a_loaded_rule_set_holds_each_distinct_value_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Security 4688 variant of a process-creation rule shares its metadata with the rule; rules
+    of a route share its `Route`; equal literal lists and columns are one object (cold or warm)."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"r{i}.yml").write_text(proc_rule(f"Rule {i}", "sel:\n    CommandLine|contains: mimikatz\n"
+                                                    "condition: sel", extra=f"description: Finds {i}\n"
+                                                    "tags:\n    - attack.execution\n"))
+    cache = tmp_path / "cache"
+    cold = load_rules([folder], cache_dir=cache)
+    _cached_only(monkeypatch)
+    warm = load_rules([folder], cache_dir=cache)
+    assert warm == cold
+    for rs in (cold, warm):
+        assert len(rs.rules) == 6
+        primary, variant = rs.rules[0], rs.rules[1]
+        assert variant.variant == "security-4688" and variant.id is primary.id
+        assert variant.description is primary.description and variant.path is primary.path
+        assert variant.tags is primary.tags and primary.tags == ("attack.execution",)
+        assert rs.rules[2].tags is primary.tags and rs.rules[2].description == "Finds 1"
+        assert all(r.route is rs.rules[0].route for r in rs.rules[::2])
+        assert all(r.route is rs.rules[1].route for r in rs.rules[1::2])
+        assert all(r.needs is primary.needs and r.columns is primary.columns for r in rs.rules)
 
 
 def test_a_changed_rule_file_is_compiled_again(tmp_path: Path) -> None:

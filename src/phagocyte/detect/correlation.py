@@ -144,9 +144,9 @@ def compile_correlation(corr: Any, rules: Mapping[str, CompiledRule]) -> Compile
                     if str(rref.reference) in (r.id, r.name):
                         target_field = fname
             per_rule[r.id] = target_field
-            r.columns.add(("r", target_field))
+            r.columns |= {("r", target_field)}
             if target_field not in r.keep:
-                r.keep.append(target_field)
+                r.keep = (*r.keep, target_field)
         fields[name] = per_rule
     for r in refs:
         if not corr.generate:

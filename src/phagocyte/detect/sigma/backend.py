@@ -19,7 +19,7 @@ stand-alone query over the `events` view (for another SQL engine, or to check th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from phagocyte.detect.sigma.pipeline import Route
 from phagocyte.ingest.jsonmap import sql_str
@@ -32,29 +32,32 @@ __all__ = ["CompiledRule", "alias", "decoded", "field_expr", "json_paths", "prep
 
 @dataclass(slots=True)
 class CompiledRule:
-    """One Sigma detection rule, ready to run: metadata, route and SQL predicate."""
+    """One Sigma detection rule, ready to run: metadata, route and SQL predicate.
+
+    Its collections are immutable (tuples, frozensets): a loaded rule set holds each distinct value
+    once, shared by the rules that have it (`rules._from_json`), which a mutation would change for all."""
 
     id: str
     title: str
     level: str | None
-    tags: list[str]
+    tags: tuple[str, ...]
     description: str | None
     status: str | None
     path: str
     route: Route
     condition: str
-    columns: set[tuple[str, str]] = field(default_factory=set)
+    columns: frozenset[tuple[str, str]] = frozenset()
     """(kind, field): kind `l` lowered, `r` raw, `kw` keywords."""
     name: str | None = None
     """The rule's `name` (correlations refer to rules by id or name)."""
     generate: bool = True
     """False for a rule used only by correlations (`generate: false`)."""
-    keep: list[str] = field(default_factory=list)
+    keep: tuple[str, ...] = ()
     """Fields whose raw values are returned with each match (correlation group-by and counted fields)."""
     variant: str | None = None
     """Set on a second form of a rule for another log (`security-4688` for process creation)."""
-    needs: list[list[str]] | None = None
-    """[prepared lower-cased column, literal] pairs of which a row must hold at least one (the literal
+    needs: tuple[tuple[str, str], ...] | None = None
+    """(prepared lower-cased column, literal) pairs of which a row must hold at least one (the literal
     in the column's value) for the condition to be true; None: no such list (every row is tried).
     The engine scans for all rules' literals at once and runs each rule only on the rows that have one."""
     plan: str | None = None
