@@ -13,6 +13,7 @@ from phagocyte.detect.engine import KEY_CHARS, Engine, _LiteralSet, fold_keyword
 from phagocyte.detect.rules import RuleSet
 from tests.detect.helpers import proc_rule, ruleset, table, win
 
+
 def _lists(s: _LiteralSet, values: list[str]) -> list[list[int]]:
     return [list(rules) for rules in s.rules_by_value(values)]
 
