@@ -277,11 +277,12 @@ class _Batch:
 
     def _map(self, mapping: JsonMapping, pool: _Pool) -> None:
         """Worker: map a pool; bad records go back to the calling thread's quarantine."""
-        # The per-source pieces as chunks, not concatenated: no copy of the texts, and DuckDB's
-        # JSON parser needs memory per chunk, not per pool (`JsonMapping.apply`).
-        raws = pa.chunked_array(pool.raws, pa.string())
-        lines = pa.chunked_array(pool.lines, pa.int64())
-        offsets = pa.chunked_array(pool.offsets, pa.int64())
+        # One array, not the per-source pieces as chunks: DuckDB scanned 300 small chunks (a folder
+        # of EVTX files) ~0.12 s slower (0.22 -> 0.34 s for 16,343 records in a warm hunt), for
+        # ~4 MB less at the mapping's peak. The pieces are dropped once copied.
+        raws = pa.concat_arrays(pool.raws) if len(pool.raws) > 1 else pool.raws[0]
+        lines = pa.concat_arrays(pool.lines) if len(pool.lines) > 1 else pool.lines[0]
+        offsets = pa.concat_arrays(pool.offsets) if len(pool.offsets) > 1 else pool.offsets[0]
         pool.raws.clear()
         pool.lines.clear()
         pool.offsets.clear()
@@ -363,8 +364,8 @@ class MappingBroken(StoreError):
 
 
 def _apply_guarded(
-    mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: pa.ChunkedArray, lines: pa.ChunkedArray,
-    offsets: pa.ChunkedArray, base: int = 0, failures: list[int] | None = None,
+    mapping: JsonMapping, con: duckdb.DuckDBPyConnection, raws: pa.StringArray, lines: pa.Int64Array,
+    offsets: pa.Int64Array, base: int = 0, failures: list[int] | None = None,
     relations: dict[int, duckdb.DuckDBPyRelation] | None = None,
 ) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Map a pool; if DuckDB rejects it (a value no mapping foresaw), map each half again, down
