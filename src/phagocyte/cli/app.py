@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pyarrow as pa
 import typer
@@ -26,7 +26,9 @@ from phagocyte.ingest.pipeline import Progress as IngestProgress
 from phagocyte.ingest.pipeline import ingest as run_ingest
 from phagocyte.ingest.source import iter_files
 from phagocyte.store.base import Store
-from phagocyte.store.parquet import ParquetStore
+
+if TYPE_CHECKING:
+    from phagocyte.store.parquet import ParquetStore
 
 app = typer.Typer(
     name="phago",
@@ -45,6 +47,14 @@ HomeOpt = Annotated[
 ]
 
 
+
+def parquet_store(path: Path, *, writable: bool = False) -> ParquetStore:
+    """The home's store. Imported here, not with the CLI: `pyarrow.parquet` is ~10 ms and ~6 MB of
+    a command's start, and `phago hunt` without a home never opens a store."""
+    from phagocyte.store.parquet import ParquetStore
+
+    return ParquetStore(path, writable=writable)
+
 def _settings(home: Path | None) -> Settings:
     return load_settings(home)
 
@@ -61,7 +71,7 @@ def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None
     files = [f for f in iter_files([str(p) for p in paths]) if isinstance(f, Path)]
     total = sum(f.stat().st_size for f in files if f.exists()) or None
     with (contextlib.nullcontext(into) if into is not None else
-          ParquetStore(settings.store_dir, writable=True)) as store:
+          parquet_store(settings.store_dir, writable=True)) as store:
         columns = (
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -165,7 +175,7 @@ def run(
     try:
         detector = streaming_detector(settings)
         report = _ingest_with_progress(paths, settings, format, on_table=detector)
-        with ParquetStore(settings.store_dir) as store:
+        with parquet_store(settings.store_dir) as store:
             stats = store.stats()
     except PhagocyteError as exc:
         raise _fail(exc) from exc
@@ -182,7 +192,7 @@ def run(
     from phagocyte.cli.cases import publish_run
 
     try:
-        with ParquetStore(settings.store_dir) as store:
+        with parquet_store(settings.store_dir) as store:
             n_alerts = store.query("select count(*) as n from all_alerts").column("n")[0]
         html = publish_run(settings, settings.reports_dir / "incidents.jsonl",
                            {"alerts": n_alerts.as_py(), "events": stats.events},
@@ -213,7 +223,7 @@ def stats(home: HomeOpt = None) -> None:
     if not settings.store_dir.exists():
         console.print(f"no store at {settings.store_dir} yet: run `phago ingest PATH` first")
         raise typer.Exit(0)
-    with ParquetStore(settings.store_dir) as store:
+    with parquet_store(settings.store_dir) as store:
         s = store.stats()
     _print_stats(s)
     out.print(f"quarantined records: {s.quarantined:,}   on disk: {s.bytes_on_disk / 1e6:,.1f} MB")
@@ -243,7 +253,7 @@ def query(
         console.print("[red]error:[/red] --format must be table, json or csv")
         raise typer.Exit(2)
     try:
-        with ParquetStore(settings.store_dir) as store:
+        with parquet_store(settings.store_dir) as store:
             result: pa.Table = store.query(sql)
     except PhagocyteError as exc:
         raise _fail(exc) from exc

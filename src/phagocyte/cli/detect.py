@@ -32,6 +32,7 @@ from phagocyte.cli.app import (
     console,
     exit_without_teardown,
     out,
+    parquet_store,
 )
 from phagocyte.config import Settings
 from phagocyte.detect.engine import Detector, Engine
@@ -39,7 +40,6 @@ from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
 from phagocyte.detect.store import save_alerts
 from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
-from phagocyte.store.parquet import ParquetStore
 
 __all__ = ["finish_detection", "register", "rule_paths", "rules_cache_dir", "streaming_detector"]
 
@@ -137,7 +137,7 @@ def finish_detection(settings: Settings, detector: Detector, out_file: Path | No
     alerts: Iterable[dict[str, Any]]
     if store_alerts:
         alerts = detector.alerts()
-        with ParquetStore(settings.store_dir, writable=True) as store:
+        with parquet_store(settings.store_dir, writable=True) as store:
             new = save_alerts(store, alerts)
     else:
         alerts = detector.iter_alerts()
@@ -278,7 +278,7 @@ def detect(
         raise typer.Exit(0)
     try:
         detector = streaming_detector(settings, rules)
-        with ParquetStore(settings.store_dir) as store:
+        with parquet_store(settings.store_dir) as store:
             reader = store.connect().sql("SELECT * FROM events").to_arrow_reader(batch_rows)
             for batch in reader:
                 detector(pa.Table.from_batches([batch]))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phagocyte.alerts import alerts_to_table
-from phagocyte.store.parquet import ParquetStore
+
+if TYPE_CHECKING:
+    from phagocyte.store.parquet import ParquetStore
 
 __all__ = ["save_alerts", "stored_alert_ids"]
 
