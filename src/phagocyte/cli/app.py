@@ -165,7 +165,7 @@ def run(
 
     Incidents go to the case store (the console's queue) and to an HTML report under $PHAGO_HOME/reports,
     beside the JSON and Markdown run reports; it prints where."""
-    from phagocyte.cli.detect import finish_detection, streaming_detector
+    from phagocyte.cli.detect import finish_detection, ingest_detector, loaded
 
     settings = _settings(home)
     from phagocyte.analysers.artefacts import team_model_problems
@@ -173,7 +173,7 @@ def run(
     if problems := team_model_problems(settings.home):  # before ingesting, not after
         raise _fail(ConfigError("team model unusable: " + "; ".join(problems)))
     try:
-        detector = streaming_detector(settings)
+        detector = ingest_detector(settings)
         report = _ingest_with_progress(paths, settings, format, on_table=detector)
         with parquet_store(settings.store_dir) as store:
             stats = store.stats()
@@ -183,7 +183,7 @@ def run(
 
     run_artefacts(settings, report)  # mail and code among the inputs, scripts inside the events
     _print_report(report)
-    finish_detection(settings, detector)
+    finish_detection(settings, loaded(detector))
     from phagocyte.report import write_run_report
 
     paths_out = write_run_report(settings, report, stats)

@@ -9,6 +9,7 @@ import csv
 import gc
 import json
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,12 +37,13 @@ from phagocyte.cli.app import (
 )
 from phagocyte.config import Settings
 from phagocyte.detect.engine import Detector, Engine
-from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, load_rules
+from phagocyte.detect.rules import BUILTIN_RULES, RuleSet, RuleSource, load_rules, rule_source
 from phagocyte.detect.store import save_alerts
 from phagocyte.detect.transient import TransientStore
 from phagocyte.errors import PhagocyteError
 
-__all__ = ["finish_detection", "register", "rule_paths", "rules_cache_dir", "streaming_detector"]
+__all__ = ["DeferredDetector", "finish_detection", "ingest_detector", "loaded", "register", "rule_paths",
+           "rules_cache_dir", "streaming_detector"]
 
 rules_app = typer.Typer(help="Sigma rules: check what compiles, fetch the SigmaHQ release.", no_args_is_help=True)
 
@@ -93,17 +95,25 @@ def _hand_back_big_blocks() -> bool:
     return glibc.mallopt(glibc.M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | None = None) -> RuleSet:
+def _rule_source(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | None = None) -> RuleSource:
     paths = rule_paths(settings, given)
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such rule file or folder: {', '.join(map(str, missing))}", param_hint="--rules")
-    t0 = time.perf_counter()
-    rs = load_rules(paths, cache_dir=cache_dir or rules_cache_dir(settings))
+    return rule_source(paths, cache_dir=cache_dir or rules_cache_dir(settings))
+
+
+def _loaded(src: RuleSource, t0: float) -> RuleSet:
+    rs = src.load()
     console.print(f"rules: {len(rs.primary):,} compiled, {len(rs.correlations)} correlations, "
                   f"{len(rs.errors)} failed ({time.perf_counter() - t0:.1f} s)"
                   + (" — see `phago rules check`" if rs.errors else ""))
     return rs
+
+
+def _load(settings: Settings, given: Sequence[Path] | None, cache_dir: Path | None = None) -> RuleSet:
+    t0 = time.perf_counter()
+    return _loaded(_rule_source(settings, given, cache_dir), t0)
 
 
 GC_YOUNG = 50_000
@@ -112,19 +122,63 @@ GC_YOUNG = 50_000
 
 def streaming_detector(settings: Settings, given: Sequence[Path] | None = None,
                        cache_dir: Path | None = None) -> Detector:
-    """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored.
+    """A detector for `phago run`/`phago hunt`: evaluates each ingest batch as it is stored."""
+    return _streaming(_load(settings, given, cache_dir))
 
-    The compiled rules (and the modules imported so far) live until the command ends: frozen out
+
+def _streaming(rs: RuleSet) -> Detector:
+    """The compiled rules (and the modules imported so far) live until the command ends: frozen out
     of the cyclic garbage collector, its full passes during ingest no longer walk them again and
     again (a warm hunt of 300 EVTX files: ~0.15 s of ~2.6 s CPU); and the collector runs less often
     for the rest of the command (GC_YOUNG)."""
-    detector = Detector(Engine(_load(settings, given, cache_dir)))
+    detector = Detector(Engine(rs))
     gc.freeze()
     # Ingest and detection make millions of short-lived objects and few cycles: collecting the
     # youngest generation every 700 allocations (the default) cost ~0.1 s of a 2-s warm hunt, most
     # of it full collections the churn set off; every 50,000 costs ~0.05 s.
     gc.set_threshold(GC_YOUNG, 20, 100)
     return detector
+
+
+class DeferredDetector:
+    """A streaming detector whose cached rules are loaded when the first batch comes, not before the
+    ingest reads anything.
+
+    Why: the ingest's peak memory is DuckDB mapping the first batch of JSON texts (a warm hunt of 300
+    EVTX files: +60 MB at once); the loaded rules (~11 MB) no longer add to it. Same time: the rules
+    are loaded once, before or after reading. Only for a cached rule set: compiling forks worker
+    processes, which a process running the ingest's threads must not (`rules.compile_jobs`), so
+    `ingest_detector` compiles those before the ingest. Thread-safe: batches may come from two
+    workers."""
+
+    def __init__(self, src: RuleSource) -> None:
+        self._src = src
+        self._detector: Detector | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Detector:
+        with self._lock:
+            if self._detector is None:
+                self._detector = _streaming(_loaded(self._src, time.perf_counter()))
+            return self._detector
+
+    def __call__(self, table: pa.Table) -> None:
+        self.load()(table)
+
+
+def ingest_detector(settings: Settings, given: Sequence[Path] | None = None,
+                    cache_dir: Path | None = None) -> DeferredDetector | Detector:
+    """The detector of a command that detects as it ingests (`on_table`): deferred
+    (`DeferredDetector`) when the compiled rules are cached, loaded now otherwise. A missing rule
+    path is an error before anything is read."""
+    t0 = time.perf_counter()
+    src = _rule_source(settings, given, cache_dir)
+    return DeferredDetector(src) if src.cached else _streaming(_loaded(src, t0))
+
+
+def loaded(detector: DeferredDetector | Detector) -> Detector:
+    """The detector with its rules (loaded now if no batch came)."""
+    return detector.load() if isinstance(detector, DeferredDetector) else detector
 
 
 def finish_detection(settings: Settings, detector: Detector, out_file: Path | None = None,
@@ -253,11 +307,11 @@ def hunt(
     try:
         # Without a home, events live only in memory: each batch is evaluated as it is read and
         # dropped (no Parquet written and read back), like Zircolite's in-memory database.
-        detector = streaming_detector(settings, rules, rules_cache_dir(settings, home=home is not None))
+        detector = ingest_detector(settings, rules, rules_cache_dir(settings, home=home is not None))
         report = _ingest_with_progress(paths, settings, format, on_table=detector,
                                        into=None if home else TransientStore())
         _print_report(report)
-        alerts = finish_detection(settings, detector, out_file, store_alerts=home is not None)
+        alerts = finish_detection(settings, loaded(detector), out_file, store_alerts=home is not None)
     except PhagocyteError as exc:
         raise _fail(exc) from exc
     exit_without_teardown()  # everything is written and closed

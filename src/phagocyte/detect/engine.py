@@ -37,6 +37,13 @@ __all__ = ["CHUNK_RULES", "Detector", "Engine", "alerts_from_matches"]
 
 CHUNK_RULES = 128
 """Rules evaluated by one query over a route's prepared rows."""
+KEYWORDS = "kw"
+"""The prepared column of a route's record text, for keyword (field-less) rules: one value per event,
+mostly distinct and by far the largest column (8.7 MB of a hunt's 16,000 Windows events). Its
+prefilter scans it a slice at a time (`_LiteralSet.rows_by_rule`) and the rules read it only at
+their candidate rows (`_Columns`): as distinct Python strings all at once it was the hunt's peak."""
+SCAN_ROWS = 2048
+"""Keyword values turned into Python strings at a time by the prefilter."""
 MATCH_DROPS = frozenset({"event.original", "event.ingested"})
 """Event columns a match does not carry (alerts never do: `alerts.make_alert`)."""
 ROUTE_COLUMNS = ('"winlog.channel"', '"winlog.event_id"', '"event.dataset"', '"event.module"')
@@ -148,15 +155,17 @@ class Engine:
         cols, usable = plan
         found: dict[int, list[np.ndarray]] = defaultdict(list)
         for c, (lits, idx) in cols.items():
+            key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
+            if c == KEYWORDS:
+                if batch.table.column(c).null_count == batch.table.num_rows:
+                    continue
+                for ri, rows in self._literal_set(key, lits, idx, c).rows_by_rule(batch.table.column(c)).items():
+                    found[ri].append(rows)
+                continue
             values, codes = batch.distinct(c)
             if not values:
                 continue
-            key = (g_key, c, len(self.failed))  # a rule failing changes the rule numbers
-            if (lset := self._sets.get(key)) is None:
-                lset = _LiteralSet(lits, idx, fold=c == "kw", shared=self._compiled)
-                with self._lock:
-                    self._sets[key] = lset
-            by_value = lset.rules_by_value(values)
+            by_value = self._literal_set(key, lits, idx, c).rules_by_value(values)
             order = np.argsort(codes, kind="stable")
             bounds = np.searchsorted(codes[order], np.arange(len(values) + 1), side="left")
             for k, hit in enumerate(by_value):
@@ -169,6 +178,13 @@ class Engine:
                 found[i] = []
         return {i: (np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64))
                 for i, parts in found.items()}
+
+    def _literal_set(self, key: tuple[str, str, int], lits: list[str], idx: list[int], column: str) -> _LiteralSet:
+        if (lset := self._sets.get(key)) is None:
+            lset = _LiteralSet(lits, idx, fold=column == KEYWORDS, shared=self._compiled)
+            with self._lock:
+                self._sets[key] = lset
+        return lset
 
     def _run_sql(self, con: duckdb.DuckDBPyConnection, chunk: list[CompiledRule]) -> list[tuple[int, int]]:
         """(row, index in chunk) of every match of rules run in DuckDB over the route's rows `g`.
@@ -229,7 +245,7 @@ class Engine:
         for kind, f in direct:
             cols[alias(kind, f)] = t.column(alias(kind, f))
         # The distinct values of the prefilter's columns, made once for all its literal sets.
-        return _Batch(pa.table(cols), {c: _distinct(cols[c]) for c in g.prefilter if c in cols})
+        return _Batch(pa.table(cols), {c: _distinct(cols[c]) for c in g.prefilter if c in cols and c != KEYWORDS})
 
     def _live(self, con: duckdb.DuckDBPyConnection) -> list[_Group]:
         """The groups whose route selects at least one event of the batch.
@@ -266,6 +282,11 @@ class Engine:
                 continue
             rules = [r for r in g.rules if r.id not in self.failed]
             cand = self._candidates(g.route.key, rules, batch)
+            if KEYWORDS in batch.names:
+                readers = [i for i, r in enumerate(rules) if any(kind == KEYWORDS for kind, _ in r.columns)]
+                if all(i in cand for i in readers):  # every reader prefiltered: only their candidates are read
+                    parts = [cand[i] for i in readers if len(cand[i])]
+                    batch.cols.only_at[KEYWORDS] = np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
             every = range(gt.num_rows)
             in_sql: list[CompiledRule] = []
             found: list[tuple[CompiledRule, list[int]]] = []
@@ -322,17 +343,26 @@ class _Columns(dict[str, list[Any]]):
     """A route's prepared columns as Python lists, converted from Arrow when first read.
 
     A column the prefilter already has as distinct values is made from them: the rows share the
-    same string objects (the record text of a keyword rule over every Windows event is ~8 MB once
-    more otherwise)."""
+    same string objects. A column every reader of which is prefiltered on it (`only_at`) gets its
+    values at those readers' candidate rows only, None elsewhere (the keyword text: ~9 MB of Python
+    strings for every Windows event otherwise, for a few hundred candidates)."""
 
     def __init__(self, table: pa.Table, distinct: dict[str, tuple[list[str], np.ndarray]]) -> None:
         super().__init__()
         self.table = table
         self.distinct = distinct
+        self.only_at: dict[str, np.ndarray] = {}
+        """Column -> the only rows its readers evaluate (every other row is no candidate of theirs)."""
 
     def __missing__(self, name: str) -> list[Any]:
         found = self.distinct.get(name)
-        if found is None:
+        rows = self.only_at.get(name)
+        if rows is not None:
+            values: list[Any] = [None] * self.table.num_rows
+            taken = self.table.column(name).take(pa.array(rows, pa.int64())).to_pylist()
+            for r, v in zip(rows.tolist(), taken, strict=True):
+                values[r] = v
+        elif found is None:
             values = self.table.column(name).to_pylist()
         else:
             uniq, codes = found
@@ -466,6 +496,24 @@ class _LiteralSet:
                         hit.update(rs)
             out.append(sorted(hit))
         return out
+
+    def rows_by_rule(self, column: pa.ChunkedArray | pa.Array) -> dict[int, np.ndarray]:
+        """Per rule, the rows of `column` whose value holds one of its literals (rules without any
+        absent), a slice of SCAN_ROWS values at a time: for a column of mostly distinct values
+        (`KEYWORDS`), where the distinct values of `rules_by_value` would all be Python strings at
+        once. NULL rows are no rule's (as in `_distinct`)."""
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        rows: dict[int, list[int]] = defaultdict(list)
+        base = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), SCAN_ROWS):
+                values = chunk.slice(start, SCAN_ROWS).to_pylist()
+                present = [k for k, v in enumerate(values) if v is not None]
+                for k, hit in zip(present, self.rules_by_value([values[k] for k in present]), strict=True):
+                    for ri in hit:
+                        rows[ri].append(base + start + k)
+            base += len(chunk)
+        return {ri: np.array(found, np.int64) for ri, found in rows.items()}
 
     def hits(self, values: Iterable[str]) -> tuple[list[str], list[int]]:
         """(value, rule) for every value and every rule one of whose literals the value holds."""

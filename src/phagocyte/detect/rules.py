@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # pySigma is imported when rules are compiled, not when a cac
     from sigma.filters import SigmaFilter
     from sigma.rule import SigmaRule
 
-__all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "load_rules", "rule_files"]
+__all__ = ["BUILTIN_RULES", "MAX_RULE_BYTES", "RuleError", "RuleSet", "RuleSource", "load_rules", "rule_files",
+           "rule_source"]
 
 BUILTIN_RULES = Path(__file__).parent / "rules"
 """Phagocyte's own rule pack (original rules; the SigmaHQ set comes with `--rules` or `phago rules sync`)."""
@@ -173,6 +174,51 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
     """Compile every rule under `paths` (a cached result is reused while no file changed).
 
     The cache is plain JSON (JSON Lines; never pickle: a cache file must not be able to run code)."""
+    return rule_source(paths, cache_dir=cache_dir).load()
+
+
+@dataclass
+class RuleSource:
+    """The rule files under some paths and the file their compiled form is cached in: `load_rules` in
+    two steps, so that a command can tell a warm start (`cached`) before it loads."""
+
+    files: list[str]
+    key: Path | None
+    """The cache file (None: no cache)."""
+
+    @property
+    def cached(self) -> bool:
+        return self.key is not None and self.key.exists()
+
+    def load(self) -> RuleSet:
+        key = self.key
+        if key is not None and key.exists():
+            try:
+                gc.disable()  # ~27,000 objects at once: collections would run, and find nothing to free
+                try:
+                    return _from_json(key.read_bytes())
+                finally:
+                    gc.enable()
+            except (ValueError, KeyError, TypeError, IndexError):  # a stale or broken cache is rebuilt
+                pass
+        data = _to_json(_compile([Path(path) for path in self.files]))
+        rs = _from_json(data)  # what a warm start holds: each distinct value once
+        if key is not None:
+            tmp = key.with_suffix(f".{os.getpid()}.tmp")
+            try:
+                key.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_bytes(data)
+                os.replace(tmp, key)
+                _prune(key.parent, key)
+            except OSError:  # an unwritable cache costs the next run its compile time, nothing more
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+        return rs
+
+
+def rule_source(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | None = None) -> RuleSource:
+    """The rule files under `paths` and, with `cache_dir`, the cache file of their compiled form (named
+    by the files' paths and identities: an edited rule makes another)."""
     entries = _rule_entries(paths)
     files = [path for path, _ in entries]
     key = None
@@ -184,31 +230,9 @@ def load_rules(paths: Iterable[str | os.PathLike[str]], *, cache_dir: Path | Non
             ident = f"{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}" if st is not None else "missing"
             h.update(f"{os.path.abspath(path)}\0{ident}\n".encode())
         key = cache_dir / f"rules-{h.hexdigest()[:24]}.json"
-        # Freed before the rules are made, so that they take its memory (1.5 of the 9.6 MB that
-        # loading SigmaHQ's Windows rules added, the files' `stat` results left as holes among them).
-        del entries
-        if key.exists():
-            try:
-                gc.disable()  # ~27,000 objects at once: collections would run, and find nothing to free
-                try:
-                    return _from_json(key.read_bytes())
-                finally:
-                    gc.enable()
-            except (ValueError, KeyError, TypeError, IndexError):  # a stale or broken cache is rebuilt
-                pass
-    data = _to_json(_compile([Path(path) for path in files]))
-    rs = _from_json(data)  # what a warm start holds: each distinct value once
-    if key is not None and cache_dir is not None:
-        tmp = key.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            key.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, key)
-            _prune(cache_dir, key)
-        except OSError:  # an unwritable cache costs the next run its compile time, nothing more
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-    return rs
+    # `entries` is freed before the rules are made, so that they take its memory (1.5 of the 9.6 MB
+    # that loading SigmaHQ's Windows rules added, the files' `stat` results left as holes among them).
+    return RuleSource(files, key)
 
 
 CACHE_KEEP = 8
