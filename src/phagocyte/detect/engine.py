@@ -451,11 +451,14 @@ class _LiteralSet:
                 rs = tuple(sorted(by_lit[i]))
                 grouped.setdefault(key, []).append((None if lit == key else lit, canon.setdefault(rs, rs)))
         keys = list(grouped)
-        self.by_key: list[tuple[tuple[str | None, tuple[int, ...]], ...]] = [tuple(grouped[k]) for k in keys]
-        """Per key: (the literal to check whole, None when it is the key itself; its rules)."""
+        alone = [len(g) == 1 and g[0][0] is None for g in (grouped[k] for k in keys)]
         self.only: list[tuple[int, ...] | None] = [
-            group[0][1] if len(group) == 1 and group[0][0] is None else None for group in self.by_key]
-        """Per key: its rules when it stands for itself alone (no literal to check)."""
+            grouped[k][0][1] if one else None for k, one in zip(keys, alone, strict=True)]
+        """Per key: its rules when it stands for itself alone (no literal to check): most keys."""
+        self.by_key: list[tuple[tuple[str | None, tuple[int, ...]], ...]] = [
+            () if one else tuple(grouped[k]) for k, one in zip(keys, alone, strict=True)]
+        """Per other key: (the literal to check whole, None when it is the key itself; its rules)."""
+        del grouped
         # The same literals in the same order make the same automaton: routes with the same rules
         # (process creation from Sysmon and from Security 4688) share one.
         shared_key = tuple(distinct)
@@ -491,6 +494,9 @@ class _LiteralSet:
                     continue
             hit = set(always)
             for i in found:
+                if (rules := only[i]) is not None:
+                    hit.update(rules)
+                    continue
                 for lit, rs in by_key[i]:
                     if lit is None or lit in text:
                         hit.update(rs)
