@@ -66,7 +66,7 @@ def _fail(exc: PhagocyteError) -> typer.Exit:
 
 def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None,
                           on_table: Callable[[pa.Table], None] | None = None,
-                          into: Store | None = None) -> IngestReport:
+                          into: Store | None = None, database: str = ":memory:") -> IngestReport:
     """Ingest with a progress bar, into the home's store (or `into`: `phago hunt` without a home)."""
     files = [f for f in iter_files([str(p) for p in paths]) if isinstance(f, Path)]
     total = sum(f.stat().st_size for f in files if f.exists()) or None
@@ -96,7 +96,7 @@ def _ingest_with_progress(paths: list[Path], settings: Settings, fmt: str | None
                            skipped=p.skipped, current=cur)
 
             report = run_ingest([str(p) for p in paths], store, settings, format=fmt, on_progress=update,
-                                on_table=on_table)
+                                on_table=on_table, database=database)
             bar.update(task, description="done", current="")
     return report
 
@@ -165,7 +165,7 @@ def run(
 
     Incidents go to the case store (the console's queue) and to an HTML report under $PHAGO_HOME/reports,
     beside the JSON and Markdown run reports; it prints where."""
-    from phagocyte.cli.detect import finish_detection, ingest_detector, loaded
+    from phagocyte.cli.detect import WORK_DB, finish_detection, ingest_detector, loaded
 
     settings = _settings(home)
     from phagocyte.analysers.artefacts import team_model_problems
@@ -173,8 +173,8 @@ def run(
     if problems := team_model_problems(settings.home):  # before ingesting, not after
         raise _fail(ConfigError("team model unusable: " + "; ".join(problems)))
     try:
-        detector = ingest_detector(settings)
-        report = _ingest_with_progress(paths, settings, format, on_table=detector)
+        detector = ingest_detector(settings, database=WORK_DB)
+        report = _ingest_with_progress(paths, settings, format, on_table=detector, database=WORK_DB)
         with parquet_store(settings.store_dir) as store:
             stats = store.stats()
     except PhagocyteError as exc:

@@ -62,9 +62,14 @@ class _Group:
 class Engine:
     """Compiled rules grouped by route, ready to evaluate batches of events."""
 
-    def __init__(self, ruleset: RuleSet, *, threads: int | None = None, python: bool = True) -> None:
+    def __init__(self, ruleset: RuleSet, *, threads: int | None = None, python: bool = True,
+                 database: str | None = None) -> None:
         self.ruleset = ruleset
         self.threads = threads
+        self.database = database
+        """A named in-memory DuckDB database to join (`:memory:NAME`, e.g. the ingest's: one instance,
+        one catalog and thread pool, ~4 MB less than two), whose owner sets its per-instance
+        settings; None: a database of the engine's own."""
         self.python = python
         """Evaluate candidate rows in Python (`pyeval`); False runs every rule's SQL in DuckDB (tests
         compare the two)."""
@@ -94,13 +99,14 @@ class Engine:
         """This thread's in-memory DuckDB, opened once (opening one costs ~20 ms, per batch of `phago run`)."""
         con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = duckdb.connect(":memory:")
+            con = self._local.con = duckdb.connect(self.database or ":memory:")
             con.execute("SET TimeZone='UTC'")
-            # DuckDB keeps what a query frees in bulk (up to 512 MiB) for the next one; detection's
-            # queries are small, and the kept pages were 20-40 MB of a hunt's peak RSS (~+3 % CPU).
-            con.execute("SET allocator_bulk_deallocation_flush_threshold='0B'")
-            if self.threads:
-                con.execute(f"SET threads={self.threads}")
+            if self.database is None:  # a shared database's settings are its owner's
+                # DuckDB keeps what a query frees in bulk (up to 512 MiB) for the next one; detection's
+                # queries are small, and the kept pages were 20-40 MB of a hunt's peak RSS (~+3 % CPU).
+                con.execute("SET allocator_bulk_deallocation_flush_threshold='0B'")
+                if self.threads:
+                    con.execute(f"SET threads={self.threads}")
         return con
 
     def evaluate(self, table: pa.Table) -> list[Match]:

@@ -427,7 +427,7 @@ def _now() -> datetime:
 class _Pipeline:
     def __init__(self, store: Store, settings: Settings, forced: Reader | None,
                  on_progress: Callable[[Progress], None] | None,
-                 on_table: Callable[[pa.Table], None] | None) -> None:
+                 on_table: Callable[[pa.Table], None] | None, database: str = ":memory:") -> None:
         self.store = store
         self.settings = settings
         self.forced = forced
@@ -436,7 +436,7 @@ class _Pipeline:
         self.progress = Progress()
         self.report = IngestReport()
         self.started = datetime.now(UTC).isoformat()
-        self.con = duckdb.connect(":memory:")
+        self.con = duckdb.connect(database)
         self.con.execute("SET TimeZone='UTC'")
         self.con.execute(f"SET threads={max(1, (os.cpu_count() or 1) // WORKERS)}")  # the workers share the cores
         # DuckDB keeps what a query frees in bulk (up to 512 MiB) for the next query; a mapping frees
@@ -631,10 +631,13 @@ def ingest(
     format: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_table: Callable[[pa.Table], None] | None = None,
+    database: str = ":memory:",
 ) -> IngestReport:
     """Ingest every source under `paths` into `store`; never raises for bad input.
 
-    `on_table` sees every stored batch (detection streams on it once it lands).
+    `on_table` sees every stored batch (detection streams on it once it lands). `database`: the
+    in-memory DuckDB database that maps the batches, a named one (`:memory:NAME`) to share it with
+    detection (`Engine(database=...)`); the pipeline sets its per-instance settings.
     """
     forced = get_reader(format) if format else None
-    return _Pipeline(store, settings, forced, on_progress, on_table).run(paths)
+    return _Pipeline(store, settings, forced, on_progress, on_table, database).run(paths)
