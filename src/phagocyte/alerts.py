@@ -29,6 +29,7 @@ __all__ = [
     "alert_id",
     "alerts_to_table",
     "iso_utc",
+    "json_fields",
     "level_from_severity",
     "level_rank",
     "make_alert",
@@ -184,13 +185,20 @@ def iso_utc(ts: datetime) -> str:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def to_json(alert: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-ready copy: timestamps as ISO 8601 UTC with `Z`, nulls dropped, plus `alert_ref`."""
+def json_fields(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `to_json` writes (nulls dropped, plus `alert_ref`), times not converted yet: an
+    encoder can convert them as it meets them (`cli.detect` writes JSON lines with orjson)."""
     out = {k: v for k, v in alert.items() if v is not None}
-    for k, v in out.items():
-        if isinstance(v, datetime):
-            out[k] = iso_utc(v)
     ref = AlertRef.of(alert)
     if ref is not None:
         out["alert_ref"] = str(ref)
+    return out
+
+
+def to_json(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-ready copy: timestamps as ISO 8601 UTC with `Z`, nulls dropped, plus `alert_ref`."""
+    out = json_fields(alert)
+    for k, v in out.items():
+        if isinstance(v, datetime):
+            out[k] = iso_utc(v)
     return out

@@ -47,13 +47,13 @@ HomeOpt = Annotated[
 ]
 
 
-
 def parquet_store(path: Path, *, writable: bool = False) -> ParquetStore:
     """The home's store. Imported here, not with the CLI: `pyarrow.parquet` is ~10 ms and ~6 MB of
     a command's start, and `phago hunt` without a home never opens a store."""
     from phagocyte.store.parquet import ParquetStore
 
     return ParquetStore(path, writable=writable)
+
 
 def _settings(home: Path | None) -> Settings:
     return load_settings(home)

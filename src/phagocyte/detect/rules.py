@@ -192,7 +192,7 @@ class RuleSource:
 
     def load(self) -> RuleSet:
         key = self.key
-        if key is not None and key.exists():
+        if key is not None and self.cached:
             try:
                 gc.disable()  # ~27,000 objects at once: collections would run, and find nothing to free
                 try:
