@@ -155,3 +155,36 @@ def test_candidates_are_exactly_the_rules_whose_literal_the_value_holds(lits: li
     # Short alphabets make many literals share their key, and values hold several at once.
     got = _lists(_LiteralSet(lits, list(range(len(lits)))), values)
     assert got == [sorted(i for i, lit in enumerate(lits) if lit in v) for v in values]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="aé𝔘\\", min_size=1, max_size=KEY_CHARS + 3), min_size=1, max_size=8),
+       st.lists(st.text(alphabet="aé𝔘\\b", max_size=3 * KEY_CHARS), max_size=6))
+def test_candidates_of_non_ascii_literals_in_non_ascii_values(lits: list[str], values: list[str]) -> None:
+    # The automaton works on UTF-8 bytes, the rules on characters: multi-byte characters must not shift keys.
+    got = _lists(_LiteralSet(lits, list(range(len(lits)))), values)
+    assert got == [sorted(i for i, lit in enumerate(lits) if lit in v) for v in values]
+
+
+def test_a_value_with_a_lone_surrogate_is_still_scanned() -> None:
+    # Python strings may hold what UTF-8 cannot (a lone surrogate): the value is scanned, not an error.
+    s = _LiteralSet(["evil", "x" * KEY_CHARS + "y"], [0, 1])
+    assert _lists(s, ["\ud800 evil", "\udfff" + "x" * KEY_CHARS + "y", "\ud800"]) == [[0], [1], []]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=5), st.data())
+def test_matched_rows_are_taken_from_a_table_of_many_chunks(sizes: list[int], data: st.DataObject) -> None:
+    import pyarrow as pa
+
+    from phagocyte.detect.engine import _take
+
+    n = sum(sizes)
+    chunks, start = [], 0
+    for k in sizes:
+        chunks.append(pa.table({"i": pa.array(range(start, start + k), pa.int64()),
+                                "s": pa.array([f"v{j}" for j in range(start, start + k)], pa.string())}))
+        start += k
+    t = pa.concat_tables(chunks)
+    rows = sorted(data.draw(st.sets(st.integers(0, max(n - 1, 0)), max_size=n)) if n else set())
+    assert _take(t, rows).to_pylist() == t.take(pa.array(rows, pa.int64())).to_pylist()
