@@ -182,8 +182,7 @@ class Engine:
         for i in usable:
             if i not in found:
                 found[i] = []
-        return {i: (np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64))
-                for i, parts in found.items()}
+        return {i: _union(parts) for i, parts in found.items()}
 
     def _literal_set(self, key: tuple[str, str, int], lits: list[str], idx: list[int], column: str) -> _LiteralSet:
         if (lset := self._sets.get(key)) is None:
@@ -292,7 +291,7 @@ class Engine:
                 readers = [i for i, r in enumerate(rules) if any(kind == KEYWORDS for kind, _ in r.columns)]
                 if all(i in cand for i in readers):  # every reader prefiltered: only their candidates are read
                     parts = [cand[i] for i in readers if len(cand[i])]
-                    batch.cols.only_at[KEYWORDS] = np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
+                    batch.cols.only_at[KEYWORDS] = _union(parts)
             every = range(gt.num_rows)
             in_sql: list[CompiledRule] = []
             found: list[tuple[CompiledRule, list[int]]] = []
@@ -346,6 +345,17 @@ class Engine:
         for r in self.ruleset.rules:
             for row in sorted(hits.get(id(r), [])):
                 yield Match(r, matched, at[row], kept.get((id(r), row), {}))
+
+
+def _union(parts: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct rows of `parts` (each sorted and distinct: one value's rows, one rule's
+    candidates); most rules have one part, returned as it is (`np.unique` sorted a copy)."""
+    if not parts:
+        return np.empty(0, np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    rows = np.sort(np.concatenate(parts))
+    return rows[np.concatenate(([True], rows[1:] != rows[:-1]))] if len(rows) else rows
 
 
 def _take(table: pa.Table, rows: list[int]) -> pa.Table:
