@@ -356,8 +356,9 @@ def test_pool_parts_are_even_and_never_end_small() -> None:
 
 def test_a_pool_mapped_in_parts_stores_and_quarantines_as_one_query(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pool of many sources is mapped a part at a time (`MAP_PART_BYTES`): the same rows, event ids
-    and quarantined records (with their own file and line) as when mapped in one query."""
+    """A pool of many sources is mapped a part at a time (`MAP_PART_BYTES`), parts handed to the
+    workers while the rest is read: the same rows, event ids and quarantined records (with their
+    own file and line) as when mapped in one query."""
     from phagocyte.config import load_settings
     from phagocyte.ingest import pipeline
 

@@ -189,6 +189,16 @@ class _Open:
 
 
 @dataclass
+class _Part:
+    """Some consecutive records of a pool, mapped: the rows (None: none mapped), the records that
+    failed (index in the pool, reason, line, offset, text) and how many records there were."""
+
+    table: pa.Table | None
+    bad: list[tuple[int, str, int | None, int | None, str]]
+    records: int
+
+
+@dataclass
 class _Pool:
     """JSON records waiting to be mapped, from one or many sources, for one mapping.
 
@@ -204,6 +214,18 @@ class _Pool:
     ~0.15 us per record between building them, converting them and counting them)."""
     count: int = 0
     nbytes: int = 0
+    waiting: int = 0
+    """Bytes of the texts in `raws`, not handed to a worker yet (`_Batch.add_json`)."""
+    ahead: list[Future[_Part]] = field(default_factory=list)
+    """Parts mapped while the rest of the pool was read, in order; `handed` records in all."""
+    handed: int = 0
+
+    def take_pieces(self) -> list[tuple[pa.Array, pa.Array, pa.Array]]:
+        """The texts (with lines and offsets) not handed out yet, per piece; the pool lets go of them."""
+        pieces = list(zip(self.raws, self.lines, self.offsets, strict=True))
+        self.raws, self.lines, self.offsets = [], [], []
+        self.waiting = 0
+        return pieces
 
     def owners_and_ordinals(self) -> tuple[np.ndarray, np.ndarray]:
         idx, first, n = (np.array(col, np.int64) for col in zip(*self.runs, strict=True))
@@ -262,9 +284,16 @@ class _Batch:
         pool.offsets.append(recs.offsets if isinstance(recs.offsets, pa.Array) else pa.array(recs.offsets, pa.int64()))
         pool.runs.append((idx, o.ordinal, n))
         pool.count += n
+        pool.waiting += raws.nbytes
         o.ordinal += n
         if pool.count >= self.p.settings.limits.batch_rows or pool.nbytes >= POOL_BYTES:
             self.flush_pool(id(recs.mapping))
+        elif pool.waiting >= MAP_PART_BYTES:
+            # A part's worth of texts: a worker maps it while this thread reads on (the rows reach
+            # the store and detection with the rest of the pool, as one table).
+            pieces = pool.take_pieces()
+            base, pool.handed = pool.handed, pool.handed + sum(len(r) for r, _, _ in pieces)
+            pool.ahead.append(self.p.submit(self._map_part, recs.mapping, pieces, base))
 
     def flush_pool(self, key: int) -> None:
         mapping, pool = self.pools.pop(key)
@@ -279,33 +308,20 @@ class _Batch:
         """Worker: map a pool; bad records go back to the calling thread's quarantine.
 
         A pool of many sources' texts is mapped in parts of about MAP_PART_BYTES, along its
-        sources' pieces, each part's texts dropped once mapped (`_parts`)."""
-        con, relations = self.p.cursor(), self.p.relations()
-        pieces = list(zip(pool.raws, pool.lines, pool.offsets, strict=True))
-        pool.raws.clear()
-        pool.lines.clear()
-        pool.offsets.clear()
-        tables: list[pa.Table] = []
-        bad: list[tuple[int, str, int | None, int | None, str]] = []
-        base = 0
+        sources' pieces, each part's texts dropped once mapped: the parts handed out while the
+        pool filled (`add_json`), then the rest (`_parts`)."""
+        parts = [f.result() for f in pool.ahead]  # in order; mapped before this job started, or now
+        pool.ahead.clear()
+        pieces = pool.take_pieces()
+        base = pool.handed
         for stop in _parts([r.nbytes for r, _, _ in pieces]):
             part, pieces = pieces[:stop], pieces[stop:]
-            # One array, not the pieces as chunks: DuckDB scanned 300 small chunks (a folder of
-            # EVTX files) ~0.12 s slower (0.22 -> 0.34 s for 16,343 records in a warm hunt), for
-            # ~4 MB less at the mapping's peak. The pieces are dropped once copied.
-            raws, lines, offsets = (pa.concat_arrays(list(c)) if len(part) > 1 else c[0]
-                                    for c in zip(*part, strict=True))
+            parts.append(self._map_part(mapping, part, base))
+            base += parts[-1].records
             del part
-            table, part_bad = _apply_guarded(mapping, con, raws, lines, offsets, base, relations=relations)
-            bad += [(i, reason, lines[i - base].as_py(), offsets[i - base].as_py(), raws[i - base].as_py())
-                    for i, reason in part_bad]
-            if table.num_columns:
-                tables.append(table)
-            base += len(raws)
-            # The JSON texts are mapped: dropped before the next part is mapped, and before the rows
-            # are stored and run through detection (`on_table`), which would otherwise hold them
-            # (~1 KB per EVTX record) to its peak.
-            del raws, lines, offsets, table
+        tables = [p.table for p in parts if p.table is not None]
+        bad = [b for p in parts for b in p.bad]
+        del parts
         owners, ords = pool.owners_and_ordinals()
         if bad:
             with self._lock:
@@ -318,6 +334,24 @@ class _Batch:
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             del tables
             self._store(table, owners, ords)
+
+    def _map_part(self, mapping: JsonMapping, pieces: list[tuple[pa.Array, pa.Array, pa.Array]],
+                  base: int) -> _Part:
+        """Worker: map consecutive pieces of a pool, the first of them its record `base`."""
+        # One array, not the pieces as chunks: DuckDB scanned 300 small chunks (a folder of EVTX
+        # files) ~0.12 s slower (0.22 -> 0.34 s for 16,343 records in a warm hunt), for ~4 MB less
+        # at the mapping's peak. The pieces are dropped once copied.
+        raws, lines, offsets = (pa.concat_arrays(list(c)) if len(pieces) > 1 else c[0]
+                                for c in zip(*pieces, strict=True))
+        pieces.clear()
+        table, bad = _apply_guarded(mapping, self.p.cursor(), raws, lines, offsets, base,
+                                    relations=self.p.relations())
+        # The JSON texts are mapped: dropped when this returns, before the next part is mapped and
+        # before the rows are stored and run through detection (`on_table`), which would otherwise
+        # hold them (~1 KB per EVTX record) to its peak.
+        return _Part(table if table.num_columns else None,
+                     [(i, reason, lines[i - base].as_py(), offsets[i - base].as_py(), raws[i - base].as_py())
+                      for i, reason in bad], len(raws))
 
     def _store(self, table: pa.Table, owners: np.ndarray, ords: np.ndarray) -> None:
         """Worker: add provenance, conform to the schema, write. `owners`: the source index of each
@@ -496,7 +530,7 @@ class _Pipeline:
         self.batch: _Batch | None = None
         self.seen: set[str] = set()
         self._worker = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="phago-ingest")
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[Future[Any]] = deque()
         self._local = threading.local()
         self._heap_kept = False
 
@@ -515,18 +549,21 @@ class _Pipeline:
         rels: dict[int, duckdb.DuckDBPyRelation] = self._local.relations
         return rels
 
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Queue work for the workers; at most IN_FLIGHT jobs wait (bounds memory)."""
-        self._pending.append(self._worker.submit(fn, *args))
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue work for the workers; at most IN_FLIGHT jobs wait (bounds memory). A job may wait
+        for jobs queued before it (the workers take them in order, so those are under way)."""
+        fut = self._worker.submit(fn, *args)
+        self._pending.append(fut)
         while len(self._pending) > IN_FLIGHT:
             self._result(self._pending.popleft())
+        return fut
 
     def join(self) -> None:
         while self._pending:
             self._result(self._pending.popleft())
 
     @staticmethod
-    def _result(fut: Future[None]) -> None:
+    def _result(fut: Future[Any]) -> None:
         try:
             fut.result()
         except Exception as exc:  # mapping and writing are not a reader's fault: end the run
