@@ -335,30 +335,11 @@ def test_the_json_texts_of_a_pool_are_dropped_before_its_rows_reach_detection(tm
     assert extra < 4 * 1024 * 1024, f"{extra / 2**20:.1f} MB more Arrow memory held at detection"
 
 
-def test_pool_parts_are_even_and_never_end_small() -> None:
-    from phagocyte.ingest.pipeline import MAP_PART_BYTES, _parts
-
-    mb = MAP_PART_BYTES
-    assert _parts([]) == []
-    assert _parts([10, 20]) == [2]  # under the part size: one query
-    assert _parts([3 * mb]) == [1]  # one source's piece is never cut
-    assert _parts([mb // 160] * 300) == [150, 150]  # 300 small files, 1.9 parts' worth: two even parts
-    assert _parts([mb // 16] * 48) == [16, 16, 16]
-    assert _parts([mb, mb, 1]) == [1, 2]  # not a last query for one byte
-    assert _parts([2 * mb, 1, 1]) == [3]
-    for sizes in ([mb // 3] * 7, [1, mb, 5, mb // 2, mb, 7], [mb // 7] * 50):
-        parts = _parts(sizes)
-        assert sum(parts) == len(sizes) and all(parts)
-        starts = [sum(parts[:k]) for k in range(len(parts))]
-        bytes_ = [sum(sizes[s:s + n]) for s, n in zip(starts, parts, strict=True)]
-        assert max(bytes_) <= 2 * mb and (len(bytes_) == 1 or min(bytes_) >= mb // 4)
-
-
 def test_a_pool_mapped_in_parts_stores_and_quarantines_as_one_query(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pool of many sources is mapped a part at a time (`MAP_PART_BYTES`), parts handed to the
-    workers while the rest is read: the same rows, event ids and quarantined records (with their
-    own file and line) as when mapped in one query."""
+    """A pool of many sources hands parts (`MAP_PART_BYTES`) to idle workers while the rest is read:
+    the same rows, event ids and quarantined records (with their own file and line) as when mapped
+    in one query."""
     from phagocyte.config import load_settings
     from phagocyte.ingest import pipeline
 
@@ -384,6 +365,6 @@ def test_a_pool_mapped_in_parts_stores_and_quarantines_as_one_query(tmp_path: Pa
     assert calls[0] == 30  # one query for the six sources
     calls.clear()
     parts = stored(100, "parts")
-    assert len(calls) >= 3 and calls[:3] != [30, 30, 30]
+    assert len(calls) >= 2 and calls[0] < 30  # a first part mapped while the rest was read
     assert parts == whole
     assert [(Path(str(p)).name, line) for p, line, _ in whole[1]] == [("s1.json", 4), ("s4.json", 3)]
