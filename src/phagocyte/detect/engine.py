@@ -465,30 +465,32 @@ class _LiteralSet:
     literals' length and never gives up. ahocorasick_rs (Rust's aho-corasick, a contiguous NFA)
     replaced pyahocorasick in session 8: the 119 automata of a hunt over 300 EVTX files hold
     0.7 MB against 5.3 MB (a pointer-linked node per state), and the largest (5,682 keys) scans
-    the hunt's 15,943 event-data texts in 0.06 s against 0.32 s. The automaton holds each literal's first KEY_CHARS
-    characters; a longer literal whose key is found is then looked for whole (`in`), so the
-    candidates are exactly the rules one of whose literals the value holds. An empty literal is in
-    every value: its rules are kept for every value."""
+    the hunt's 15,943 event-data texts in 0.06 s against 0.32 s. The automaton holds each
+    literal's first KEY_CHARS characters; a longer literal whose key is found is then looked for
+    whole (`in`), so the candidates are exactly the rules one of whose literals the value holds.
+    An empty literal is in every value: its rules are kept for every value."""
 
     def __init__(self, lits: list[str], rules: list[int], *, fold: bool = False,
                  shared: dict[tuple[str, ...], Any] | None = None) -> None:
         self.fold = fold
         """Values are raw record text (keywords): matched after `fold_keywords`."""
-        distinct = list(dict.fromkeys(lits))
-        pos = {lit: i for i, lit in enumerate(distinct)}
-        by_lit: list[set[int]] = [set() for _ in distinct]
+        by_lit: dict[str, set[int]] = {}
         for lit, r in zip(lits, rules, strict=True):
-            by_lit[pos[lit]].add(r)
-        self.always = sorted({r for i, lit in enumerate(distinct) if not lit for r in by_lit[i]})
+            if (found := by_lit.get(lit)) is None:
+                by_lit[lit] = {r}
+            else:
+                found.add(r)
+        distinct = list(by_lit)
+        self.always = sorted(by_lit.get("", ()))
         """Rules one of whose literals is empty: candidates for every value."""
         # Rule lists are tuples, one object per distinct list (most literals stand for one rule,
         # and the same few): ~23,000 literals of SigmaHQ's Windows rules held ~5 MB of lists.
         canon: dict[tuple[int, ...], tuple[int, ...]] = {}
         grouped: dict[str, list[tuple[str | None, tuple[int, ...]]]] = {}
-        for i, lit in enumerate(distinct):
+        for lit, found in by_lit.items():
             if lit:
                 key = lit[:KEY_CHARS]
-                rs = tuple(sorted(by_lit[i]))
+                rs = (*found,) if len(found) == 1 else tuple(sorted(found))
                 grouped.setdefault(key, []).append((None if lit == key else lit, canon.setdefault(rs, rs)))
         keys = list(grouped)
         alone = [len(g) == 1 and g[0][0] is None for g in (grouped[k] for k in keys)]
