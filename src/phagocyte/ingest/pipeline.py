@@ -60,6 +60,14 @@ POOL_BYTES = 32 * 1024 * 1024
 """A pool of JSON texts is mapped at this size even before ``batch_rows`` records (big records:
 the mapping's memory grows with the bytes parsed, not the record count)."""
 
+MAP_PART_BYTES = 10 * 1024 * 1024
+"""Texts a pool hands to an idle worker to map while the rest is read (`_Batch.add_json`).
+
+DuckDB parses JSON a vector (2,048 records) at a time whatever the query's size, so a part's
+memory is its texts and its result, and the parts mapped before it have dropped theirs: the 300
+EVTX files of a warm hunt (18.8 MB of texts) peaked ~6 MB lower in two parts than in one query,
+and the first part's mapping overlapped the reading of the rest (1.93 -> 1.82 s)."""
+
 RELEASE_BYTES = 4 * 1024 * 1024
 """Texts converted to Arrow between two hand-backs of the allocator's free pages (see add_json)."""
 
@@ -410,15 +418,6 @@ MAX_MAPPING_FAILURES = 64
 
 class MappingBroken(StoreError):
     """A mapping fails on records any mapping must take (a bug, not bad data): the run stops."""
-
-
-MAP_PART_BYTES = 10 * 1024 * 1024
-"""Texts a pool hands to an idle worker to map while the rest is read (`_Batch.add_json`).
-
-DuckDB parses JSON a vector (2,048 records) at a time whatever the query's size, so a part's
-memory is its texts and its result, and the parts mapped before it have dropped theirs: the 300
-EVTX files of a warm hunt (18.8 MB of texts) peaked ~6 MB lower in two parts than in one query,
-and the first part's mapping overlapped the reading of the rest (1.93 -> 1.82 s)."""
 
 
 def _apply_guarded(
